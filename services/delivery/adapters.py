@@ -1,0 +1,73 @@
+"""PostgreSQL, Redis and Kafka behind the delivery handler's small protocols."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from services.delivery import repository
+from services.delivery.repository import ContactState, Content, NewEntry
+from shared.events import BatchDelivered, BatchScheduled
+from shared.redis_keys import inbox_version
+from shared.topics import DELIVERIES
+
+
+class PgDeliveryStore:
+    """Contents are immutable once published, so they are cached for a short while."""
+
+    def __init__(self, pool: asyncpg.Pool, content_ttl_seconds: float = 30.0) -> None:
+        self.pool = pool
+        self._ttl = content_ttl_seconds
+        self._contents: dict[str, tuple[float, Content | None]] = {}
+
+    async def content(self, content_id: str) -> Content | None:
+        cached = self._contents.get(content_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        content = await repository.load_content(self.pool, content_id)
+        self._contents[content_id] = (time.monotonic() + self._ttl, content)
+        return content
+
+    async def contacts(self, contact_ids: list[str]) -> dict[str, ContactState]:
+        return await repository.load_contacts(self.pool, contact_ids)
+
+    async def file_entries(
+        self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
+    ) -> set[str]:
+        return await repository.insert_entries(
+            self.pool,
+            job_id=batch.job_id,
+            content=content,
+            app_keys=batch.app_keys,
+            is_test=batch.options.is_test,
+            entries=entries,
+        )
+
+
+class RedisInboxSignal:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def inboxes_changed(self, contact_ids: Iterable[str]) -> None:
+        """One pipelined round trip bumps every changed inbox's version. A missing version
+        starts at the current time in milliseconds (see sync's ``current_version``)."""
+        start = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for contact_id in contact_ids:
+                pipe.set(inbox_version(contact_id), start, nx=True)
+                pipe.incr(inbox_version(contact_id))
+            await pipe.execute()
+
+
+class KafkaOutcomes:
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+
+    async def __call__(self, result: BatchDelivered) -> None:
+        await self.producer.send_and_wait(
+            DELIVERIES.name, result.model_dump_json().encode(), key=str(result.job_id).encode()
+        )

@@ -1,0 +1,30 @@
+"""The faust App and nothing else (agents import it, never the reverse)."""
+
+from __future__ import annotations
+
+import faust
+
+from shared.observability import logging_dict_config
+from shared.settings import DeliverySettings
+
+
+def create_app(settings: DeliverySettings) -> faust.App:
+    return faust.App(
+        settings.consumer_group,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        datadir=settings.data_dir,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        logging_config=logging_dict_config("delivery", settings.log_level),
+        loghandlers=[],
+    )
+
+
+settings = DeliverySettings()
+app = create_app(settings)

@@ -1,0 +1,127 @@
+"""Deliver one SendBatch: decide deliver-or-skip per recipient, file inbox entries.
+
+The order of checks is the product's promise: unknown contact, expiry, subscription
+category, (frequency caps: not built yet), duplicate. Everything is done per batch:
+one query for the contacts, one INSERT for the entries, one pipelined Redis round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from services.delivery.repository import ContactState, Content, NewEntry
+from shared.events import BatchDelivered, BatchScheduled, RecipientOutcome, SkipReason
+from shared.personalization import Personalizer
+
+
+class DeliveryStore(Protocol):
+    async def content(self, content_id: str) -> Content | None: ...
+
+    async def contacts(self, contact_ids: list[str]) -> dict[str, ContactState]: ...
+
+    async def file_entries(
+        self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
+    ) -> set[str]: ...
+
+
+class InboxSignal(Protocol):
+    async def inboxes_changed(self, contact_ids: Iterable[str]) -> None: ...
+
+
+Clock = Callable[[], datetime]
+
+
+def effective_expiry(
+    expiration_date: datetime | None, ttl_seconds: int | None, now: datetime
+) -> datetime | None:
+    """The earliest of the send's expirationDate and delivery time + content TTL."""
+    candidates = [d for d in (expiration_date,) if d is not None]
+    if ttl_seconds:
+        candidates.append(now + timedelta(seconds=ttl_seconds))
+    return min(candidates) if candidates else None
+
+
+def max_views_for(batch: BatchScheduled, content: Content) -> int:
+    """Send-level maxViews overrides the content's; default 1."""
+    if batch.options.max_views is not None:
+        return batch.options.max_views
+    platforms = content.body.get("payload") or {}
+    views = [p.get("maxViews") for p in platforms.values() if isinstance(p, dict)]
+    return next((v for v in views if isinstance(v, int) and v >= 1), 1)
+
+
+class BatchDeliverer:
+    def __init__(
+        self,
+        store: DeliveryStore,
+        signal: InboxSignal,
+        emit: Callable[[BatchDelivered], Awaitable[None]],
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store, self.signal, self.emit, self.clock = store, signal, emit, clock
+
+    async def deliver(self, batch: BatchScheduled) -> BatchDelivered:
+        content = await self.store.content(batch.content_id)
+        if content is None:
+            result = self._outcomes(batch, {r.contact_id: "unknown_content" for r in batch.recipients})
+            await self.emit(result)
+            return result
+        now = self.clock()
+        contacts = await self.store.contacts([r.contact_id for r in batch.recipients])
+        expires_at = effective_expiry(batch.options.expiration_date, content.ttl_seconds, now)
+        personalizer = Personalizer(
+            content.personalization_defaults,
+            content.personalization_formulas,
+            batch.options.personalization_defaults,
+        )
+        views = max_views_for(batch, content)
+        skipped: dict[str, SkipReason] = {}
+        entries: list[NewEntry] = []
+        for recipient in batch.recipients:
+            contact = contacts.get(recipient.contact_id)
+            reason = self._skip_reason(contact, content, expires_at, now)
+            if reason is not None:
+                skipped[recipient.contact_id] = reason
+                continue
+            assert contact is not None
+            values = personalizer.values_for(recipient.personalization, contact.attributes)
+            payload = personalizer.render_tree(content.body, values)
+            entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
+        filed = await self.store.file_entries(batch, content, entries)
+        for entry in entries:
+            if entry.contact_id not in filed:
+                skipped[entry.contact_id] = "duplicate"
+        await self.signal.inboxes_changed(filed)
+        result = self._outcomes(batch, skipped)
+        await self.emit(result)
+        return result
+
+    @staticmethod
+    def _skip_reason(
+        contact: ContactState | None, content: Content, expires_at: datetime | None, now: datetime
+    ) -> SkipReason | None:
+        if contact is None:
+            return "unknown_contact"
+        if expires_at is not None and expires_at <= now:
+            return "expired"
+        if content.category and contact.subscriptions.get(content.category) is False:
+            return "unsubscribed"
+        return None
+
+    @staticmethod
+    def _outcomes(batch: BatchScheduled, skipped: dict[str, Any]) -> BatchDelivered:
+        return BatchDelivered(
+            event_id=f"delivered-{batch.job_id}-{batch.batch_seq}",
+            job_id=batch.job_id,
+            batch_seq=batch.batch_seq,
+            content_id=batch.content_id,
+            is_test=batch.options.is_test,
+            outcomes=[
+                RecipientOutcome(contact_id=r.contact_id, outcome="skipped", reason=skipped[r.contact_id])
+                if r.contact_id in skipped
+                else RecipientOutcome(contact_id=r.contact_id, outcome="delivered")
+                for r in batch.recipients
+            ],
+        )

@@ -1,0 +1,91 @@
+"""SQL of the delivery worker: set-based reads and writes, one statement per batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Content:
+    id: str
+    kind: str
+    body: dict[str, Any]
+    personalization_defaults: dict[str, Any]
+    personalization_formulas: dict[str, str]
+    category: str | None
+    tags: list[str]
+    ttl_seconds: int | None
+
+
+@dataclass(frozen=True)
+class ContactState:
+    attributes: dict[str, Any]
+    subscriptions: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    contact_id: str
+    payload: dict[str, Any]
+    max_views: int
+    expires_at: datetime | None
+
+
+async def load_content(pool: asyncpg.Pool, content_id: str) -> Content | None:
+    row = await pool.fetchrow(
+        """SELECT id, kind, body, personalization_defaults, personalization_formulas, category,
+                  tags, ttl_seconds
+             FROM contents WHERE id = $1""",
+        content_id,
+    )
+    return Content(**dict(row)) if row else None
+
+
+async def load_contacts(pool: asyncpg.Pool, contact_ids: list[str]) -> dict[str, ContactState]:
+    rows = await pool.fetch(
+        "SELECT contact_id, attributes, subscriptions FROM contacts WHERE contact_id = ANY($1)",
+        contact_ids,
+    )
+    return {r["contact_id"]: ContactState(r["attributes"], r["subscriptions"]) for r in rows}
+
+
+_INSERT_ENTRIES = """
+INSERT INTO inbox_entries (send_job_id, contact_id, content_id, kind, app_keys, payload,
+                           max_views, expires_at, is_test)
+SELECT $1, t.contact_id, $2, $3, $4, t.payload, t.max_views, t.expires_at, $5
+  FROM unnest($6::text[], $7::jsonb[], $8::int[], $9::timestamptz[])
+       AS t(contact_id, payload, max_views, expires_at)
+ON CONFLICT (send_job_id, contact_id) DO NOTHING
+RETURNING contact_id
+"""
+
+
+async def insert_entries(
+    pool: asyncpg.Pool,
+    *,
+    job_id: int,
+    content: Content,
+    app_keys: list[str],
+    is_test: bool,
+    entries: list[NewEntry],
+) -> set[str]:
+    """File the entries; return the contacts that got a new one (the rest already had it)."""
+    if not entries:
+        return set()
+    rows = await pool.fetch(
+        _INSERT_ENTRIES,
+        job_id,
+        content.id,
+        content.kind,
+        app_keys,
+        is_test,
+        [e.contact_id for e in entries],
+        [e.payload for e in entries],
+        [e.max_views for e in entries],
+        [e.expires_at for e in entries],
+    )
+    return {r["contact_id"] for r in rows}

@@ -1,0 +1,43 @@
+"""/channels/push/sends: send published content to named contacts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from services.publisher import handlers, repository
+from services.publisher.auth import Principal, require
+from services.publisher.errors import ApiError, envelope
+from services.publisher.models import CreateSend
+
+router = APIRouter(tags=["sends"])
+Sender = Annotated[Principal, Depends(require("sends"))]
+
+
+async def _accept(request: Request, body: CreateSend, using_app_frequency: bool) -> dict[str, Any]:
+    job_id = await handlers.create_send(
+        request.app.state.pool, body, using_app_frequency=using_app_frequency
+    )
+    location = str(request.url_for("get_send_job", job_id=job_id))
+    return envelope({"location": location, "id": job_id, "sendJobId": job_id})
+
+
+@router.post("/channels/push/sends", status_code=202)
+async def send(body: CreateSend, request: Request, _: Sender) -> dict[str, Any]:
+    return await _accept(request, body, using_app_frequency=False)
+
+
+@router.post("/channels/push/sends/usingAppFrequency", status_code=202)
+@router.post("/channels/push/sends/useAppFrequency", status_code=202, include_in_schema=False)
+async def send_using_app_frequency(body: CreateSend, request: Request, _: Sender) -> dict[str, Any]:
+    """Like /sends, but checked against and counted toward the app's frequency limits."""
+    return await _accept(request, body, using_app_frequency=True)
+
+
+@router.get("/channels/push/sendjobs/{job_id}", name="get_send_job")
+async def get_send_job(job_id: int, request: Request, _: Sender) -> dict[str, Any]:
+    row = await repository.get_send_job(request.app.state.pool, job_id)
+    if row is None:
+        raise ApiError(404, f"no send job with id {job_id}")
+    return envelope(handlers.send_job_view(row))

@@ -1,0 +1,68 @@
+"""The ``pigeonhole`` command: operator tasks against the local stack, no flags needed.
+
+    pigeonhole tokens create --name NAME --scope admin   (prints the token on its last line)
+    pigeonhole db migrate
+    pigeonhole kafka create-topics
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+
+from services.publisher.auth import SCOPES, create_token
+from shared.db import create_pool, migrate
+from shared.kafka import ensure_topics
+from shared.settings import CommonSettings
+
+cli = typer.Typer(help="Pigeonhole operator commands.", no_args_is_help=True)
+tokens = typer.Typer(help="Management API tokens.", no_args_is_help=True)
+db = typer.Typer(help="Database schema.", no_args_is_help=True)
+kafka = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+cli.add_typer(tokens, name="tokens")
+cli.add_typer(db, name="db")
+cli.add_typer(kafka, name="kafka")
+
+
+@tokens.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option(help="who or what uses the token")],
+    scope: Annotated[
+        list[str], typer.Option(help=f"repeatable; one of {', '.join(SCOPES)}")
+    ] = ["admin"],  # noqa: B006 - typer reads the default, never mutates it
+) -> None:
+    """Create an API token; it is shown once, on the last line."""
+
+    async def run() -> str:
+        pool = await create_pool(CommonSettings().database_url, max_size=1)
+        try:
+            return await create_token(pool, name, scope)
+        finally:
+            await pool.close()
+
+    try:
+        token = asyncio.run(run())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--scope") from exc
+    typer.echo(f"token for {name!r} with scopes {', '.join(sorted(set(scope)))}:")
+    typer.echo(token)
+
+
+@db.command("migrate")
+def db_migrate() -> None:
+    """Apply every migration not applied yet."""
+    applied = asyncio.run(migrate(CommonSettings().database_url))
+    typer.echo(f"applied {len(applied)} migration(s){': ' + ', '.join(applied) if applied else ''}")
+
+
+@kafka.command("create-topics")
+def kafka_create_topics() -> None:
+    """Create every contract topic that does not exist yet."""
+    created = asyncio.run(ensure_topics(CommonSettings().kafka_bootstrap))
+    typer.echo(f"created {len(created)} topic(s){': ' + ', '.join(created) if created else ''}")
+
+
+def main() -> None:
+    cli()

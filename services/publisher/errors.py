@@ -1,0 +1,92 @@
+"""The seed's response envelope, and the mapping of every error onto it.
+
+Every error answers ``{"meta": {..., "generalErrors": [...], "fieldErrors": {...}}, "data": null}``
+with a 4xx; ``fieldErrors`` names each bad field by its JSON path (``payload.gcm.maxViews``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+def envelope(
+    data: Any = None,
+    *,
+    general_errors: list[str] | None = None,
+    field_errors: dict[str, list[str]] | None = None,
+    next_page_url: str | None = None,
+    links: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    return {
+        "meta": {
+            "attributes": {},
+            "generalErrors": general_errors or [],
+            "fieldErrors": field_errors or {},
+            "links": links or [],
+            "nextPageUrl": next_page_url,
+        },
+        "data": data,
+    }
+
+
+class ApiError(Exception):
+    """A request the API refuses; raised by handlers, rendered by the envelope handler."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str | None = None,
+        *,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or next(iter((fields or {}).values()), "error"))
+        self.status = status
+        self.general = [message] if message else []
+        self.fields = {k: [v] for k, v in (fields or {}).items()}
+        self.headers = headers
+
+
+def field_error(field: str, message: str, status: int = 400) -> ApiError:
+    return ApiError(status, fields={field: message})
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        body = envelope(general_errors=exc.general, field_errors=exc.fields)
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields: dict[str, list[str]] = {}
+        general: list[str] = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            message = str(err.get("msg", "invalid"))
+            if err.get("type") == "json_invalid":
+                general.append(f"the request body is not valid JSON: {message}")
+                continue
+            fields.setdefault(_path(loc), []).append(message)
+        return JSONResponse(envelope(general_errors=general, field_errors=fields), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            envelope(general_errors=[str(exc.detail)]),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )

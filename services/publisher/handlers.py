@@ -1,0 +1,175 @@
+"""Publisher use cases: each takes parsed input and the pool, checks what the model
+cannot (references, formulas, merge tags), and writes through the repository."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+
+from services.publisher import repository
+from services.publisher.errors import ApiError, field_error
+from services.publisher.models import CreateApp, CreateInAppContent, CreateSend, UpsertContact
+from shared.events import SendOptions
+from shared.personalization import FormulaError, MergeTagError, compile_formula, find_merge_tags
+
+
+def check_personalization(body: dict[str, Any], formulas: dict[str, str]) -> None:
+    """Reject, naming the field, a formula that does not parse or a malformed merge tag."""
+    errors: dict[str, str] = {}
+    for name, source in formulas.items():
+        try:
+            compile_formula(source)
+        except FormulaError as exc:
+            errors[f"personalizationFormulas.{name}"] = f"formula does not parse: {exc}"
+    for path, text in _strings(body, ""):
+        try:
+            find_merge_tags(text)
+        except MergeTagError as exc:
+            errors[path] = str(exc)
+    if errors:
+        raise ApiError(400, fields=errors)
+
+
+def _strings(tree: Any, path: str) -> list[tuple[str, str]]:
+    if isinstance(tree, str):
+        return [(path, tree)]
+    if isinstance(tree, dict):
+        return [
+            item
+            for key, value in tree.items()
+            for item in _strings(value, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(tree, list):
+        return [item for i, v in enumerate(tree) for item in _strings(v, f"{path}.{i}")]
+    return []
+
+
+async def publish_inapp_content(pool: asyncpg.Pool, command: CreateInAppContent) -> str:
+    payload = command.payload.model_dump(exclude_none=True)
+    if not payload:
+        raise field_error("payload", "give at least one platform: gcm, apns or web")
+    check_personalization({"payload": payload}, command.personalizationFormulas)
+    return await repository.insert_content(
+        pool,
+        "inapp",
+        {
+            "name": command.name,
+            "body": {"payload": payload},
+            "personalization_defaults": command.personalizationDefaults,
+            "personalization_formulas": command.personalizationFormulas,
+            "category": command.category,
+            "tags": command.tags,
+            "ttl_seconds": command.ttlSeconds,
+        },
+    )
+
+
+def content_view(row: asyncpg.Record) -> dict[str, Any]:
+    body: dict[str, Any] = dict(row["body"])
+    view = {
+        "id": row["id"],
+        **body,
+        "personalizationDefaults": row["personalization_defaults"],
+        "personalizationFormulas": row["personalization_formulas"],
+        "tags": row["tags"],
+        "createdAt": row["created_at"].isoformat(),
+    }
+    for key, column in (("name", "name"), ("category", "category"), ("ttlSeconds", "ttl_seconds")):
+        if row[column] is not None:
+            view[key] = row[column]
+    return view
+
+
+async def create_send(pool: asyncpg.Pool, command: CreateSend, *, using_app_frequency: bool) -> int:
+    message = command.content.inAppMessage or command.content.inboxMessage
+    if message is None or (command.content.inAppMessage and command.content.inboxMessage):
+        raise field_error("content", "give exactly one of inAppMessage or inboxMessage")
+    if command.content.inAppMessage is not None:
+        kind, field = "inapp", "content.inAppMessage.inAppContentId"
+        content_id = command.content.inAppMessage.inAppContentId
+        max_views = command.content.inAppMessage.maxViews
+    else:
+        assert command.content.inboxMessage is not None
+        kind, field = "inbox", "content.inboxMessage.inboxContentId"
+        content_id, max_views = command.content.inboxMessage.inboxContentId, None
+    content = await repository.get_content(pool, content_id)
+    if content is None or content["kind"] != kind:
+        raise field_error(field, f"no {kind} content with id {content_id!r}")
+    app_keys = list(dict.fromkeys(command.channelQualifiers))
+    missing = sorted(set(app_keys) - await repository.existing_app_keys(pool, app_keys))
+    if missing:
+        raise field_error("channelQualifiers", f"unknown app key(s): {', '.join(missing)}")
+    options = SendOptions(
+        max_views=max_views,
+        expiration_date=message.expirationDate,
+        personalization_defaults=command.personalizationDefaults,
+        using_app_frequency=using_app_frequency,
+    )
+    # Each contact once per send: a contact named twice keeps its last personalization.
+    recipients = {str(c.contactId): c.personalization for c in command.contacts}
+    return await repository.create_direct_send_job(
+        pool,
+        content_id=content_id,
+        app_keys=app_keys,
+        options=options.model_dump(mode="json"),
+        recipients=recipients,
+    )
+
+
+async def create_app(pool: asyncpg.Pool, command: CreateApp) -> dict[str, Any]:
+    row = {
+        "app_key": secrets.token_urlsafe(12),
+        "name": command.name,
+        "secret": secrets.token_urlsafe(32),
+        "frequency_limits": command.frequencyLimits.model_dump(exclude_none=True),
+        "next_sync_after_seconds": command.nextSyncAfterSeconds,
+    }
+    await repository.insert_app(pool, row)
+    return app_view(row, include_secret=True)
+
+
+def app_view(row: dict[str, Any] | asyncpg.Record, *, include_secret: bool) -> dict[str, Any]:
+    view = {
+        "appKey": row["app_key"],
+        "name": row["name"],
+        "frequencyLimits": row["frequency_limits"],
+        "nextSyncAfterSeconds": row["next_sync_after_seconds"],
+    }
+    if include_secret:
+        view["appSecret"] = row["secret"]
+    return view
+
+
+async def upsert_contact(
+    pool: asyncpg.Pool, contact_id: str, command: UpsertContact
+) -> tuple[dict[str, Any], bool]:
+    row = await repository.upsert_contact(
+        pool, contact_id, command.attributes, command.subscriptions
+    )
+    return contact_view(row), bool(row["created"])
+
+
+def contact_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "contactId": row["contact_id"],
+        "attributes": row["attributes"],
+        "subscriptions": row["subscriptions"],
+        "updatedAt": row["updated_at"].isoformat(),
+    }
+
+
+def send_job_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "contentId": row["content_id"],
+        "appKeys": row["app_keys"],
+        "scheduledAt": row["scheduled_at"].isoformat(),
+        "recipientsTotal": row["recipients_total"],
+        "recipientsSent": row["recipients_sent"],
+        "batchesSent": row["batches_sent"],
+        "completedAt": row["completed_at"].isoformat() if row["completed_at"] else None,
+    }

@@ -1,0 +1,113 @@
+"""SQL of the scheduler: claiming due jobs under a lease, paging audiences, checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.scheduler.planning import AudienceRow
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    kind: str
+    content_id: str
+    content_kind: str
+    app_keys: list[str]
+    options: dict[str, Any]
+    launched_at: datetime
+    batch_size: int
+    pause_ms: int
+    cursor: tuple[int, str]
+    batches_sent: int
+
+
+_CLAIM = """
+UPDATE send_jobs j
+   SET status = 'running', lease_owner = $1, lease_until = now() + make_interval(secs => $2),
+       launched_at = coalesce(j.launched_at, now()), updated_at = now()
+  FROM contents c
+ WHERE c.id = j.content_id
+   AND j.id = (SELECT id FROM send_jobs
+                WHERE status IN ('scheduled', 'running') AND scheduled_at <= now()
+                  AND (lease_until IS NULL OR lease_until < now())
+                ORDER BY scheduled_at, id
+                LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING j.*, c.kind AS content_kind
+"""
+
+
+async def claim_due_job(pool: asyncpg.Pool, owner: str, lease_seconds: int) -> ClaimedJob | None:
+    """Take one due job no live scheduler holds; the lease makes a crashed holder's job
+    claimable again once it lapses, and SKIP LOCKED keeps two claimers apart."""
+    row = await pool.fetchrow(_CLAIM, owner, float(lease_seconds))
+    if row is None:
+        return None
+    return ClaimedJob(
+        id=row["id"],
+        kind=row["kind"],
+        content_id=row["content_id"],
+        content_kind=row["content_kind"],
+        app_keys=list(row["app_keys"]),
+        options=row["options"],
+        launched_at=row["launched_at"],
+        batch_size=row["batch_size"],
+        pause_ms=row["pause_ms"],
+        cursor=(row["cursor_bucket"] if row["cursor_bucket"] is not None else -1,
+                row["cursor_contact_id"] or ""),
+        batches_sent=row["batches_sent"],
+    )
+
+
+async def fetch_audience_page(
+    pool: asyncpg.Pool, job: ClaimedJob, after: tuple[int, str], limit: int
+) -> list[AudienceRow]:
+    """The next recipients after the keyset cursor, in (bucket, contact_id) order."""
+    rows = await pool.fetch(
+        """SELECT bucket, contact_id, personalization FROM send_job_recipients
+            WHERE send_job_id = $1 AND (bucket, contact_id) > ($2::smallint, $3::text)
+            ORDER BY bucket, contact_id LIMIT $4""",
+        job.id,
+        after[0],
+        after[1],
+        limit,
+    )
+    return [AudienceRow(r["bucket"], r["contact_id"], r["personalization"]) for r in rows]
+
+
+async def checkpoint(
+    pool: asyncpg.Pool, job_id: int, owner: str, lease_seconds: int,
+    cursor: tuple[int, str], recipients: int,
+) -> str | None:
+    """Record an acknowledged batch and renew the lease; return the job's status now
+    (an operator may have paused or cancelled it), or None if the lease was lost."""
+    status: str | None = await pool.fetchval(
+        """UPDATE send_jobs
+              SET cursor_bucket = $3, cursor_contact_id = $4, batches_sent = batches_sent + 1,
+                  recipients_sent = recipients_sent + $5,
+                  lease_until = now() + make_interval(secs => $6), updated_at = now()
+            WHERE id = $1 AND lease_owner = $2
+        RETURNING status""",
+        job_id, owner, cursor[0], cursor[1], recipients, float(lease_seconds),
+    )
+    return status
+
+
+async def finish(pool: asyncpg.Pool, job_id: int, owner: str) -> None:
+    await pool.execute(
+        """UPDATE send_jobs SET status = 'completed', completed_at = now(), lease_owner = NULL,
+                  lease_until = NULL, updated_at = now()
+            WHERE id = $1 AND lease_owner = $2 AND status = 'running'""",
+        job_id, owner,
+    )
+
+
+async def release(pool: asyncpg.Pool, job_id: int, owner: str) -> None:
+    await pool.execute(
+        "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
+        job_id, owner,
+    )

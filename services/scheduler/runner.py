@@ -1,0 +1,101 @@
+"""Runs claimed send jobs: page the audience, plan batches, produce, checkpoint.
+
+A batch's checkpoint is written only after Kafka acknowledged it (acks=all), so a crash
+between the two re-sends that batch on resume: harmless, because delivery files at most
+one inbox entry per (send job, contact). No recipient is ever skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.scheduler import metrics, repository
+from services.scheduler.planning import PlannedBatch, plan_batches
+from services.scheduler.repository import ClaimedJob
+from shared.events import BatchScheduled, SendOptions
+from shared.topics import SENDS, partition_of
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        owner: str,
+        lease_seconds: int,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
+        # Set on SIGTERM: the current batch finishes and is checkpointed, then the job is
+        # released for any scheduler to resume.
+        self.stopping = stopping or asyncio.Event()
+        self.pool = pool
+        self.producer = producer
+        self.owner = owner
+        self.lease_seconds = lease_seconds
+
+    async def run_one(self) -> bool:
+        """Claim and run one due job; False when none is due."""
+        job = await repository.claim_due_job(self.pool, self.owner, self.lease_seconds)
+        if job is None:
+            return False
+        log.info("send job claimed", extra={"job_id": job.id, "cursor": list(job.cursor)})
+        try:
+            await self._run(job)
+        finally:
+            await repository.release(self.pool, job.id, self.owner)
+        return True
+
+    async def _run(self, job: ClaimedJob) -> None:
+        cursor, seq = job.cursor, job.batches_sent
+        options = SendOptions.model_validate(job.options)
+        while True:
+            rows = await repository.fetch_audience_page(self.pool, job, cursor, job.batch_size)
+            if not rows:
+                await repository.finish(self.pool, job.id, self.owner)
+                metrics.JOBS_COMPLETED.inc()
+                log.info("send job completed", extra={"job_id": job.id, "batches": seq})
+                return
+            for batch in plan_batches(rows, job.batch_size):
+                await self._produce(job, options, seq, batch)
+                status = await repository.checkpoint(
+                    self.pool, job.id, self.owner, self.lease_seconds,
+                    batch.last_key, len(batch.recipients),
+                )
+                seq, cursor = seq + 1, batch.last_key
+                if status != "running" or self.stopping.is_set():
+                    log.info("send job stopped", extra={"job_id": job.id, "status": status})
+                    return
+                if job.pause_ms:
+                    await asyncio.sleep(job.pause_ms / 1000)
+
+    async def _produce(
+        self, job: ClaimedJob, options: SendOptions, seq: int, batch: PlannedBatch
+    ) -> None:
+        event = BatchScheduled(
+            event_id=f"job-{job.id}-batch-{seq}",
+            job_id=job.id,
+            batch_seq=seq,
+            bucket=batch.bucket,
+            content_id=job.content_id,
+            content_kind=job.content_kind,  # type: ignore[arg-type]
+            app_keys=job.app_keys,
+            options=options,
+            launched_at=job.launched_at,
+            recipients=list(batch.recipients),
+        )
+        partitions = await self.producer.partitions_for(SENDS.name)
+        with metrics.PRODUCE_SECONDS.time():
+            await self.producer.send_and_wait(
+                SENDS.name,
+                event.model_dump_json().encode(),
+                key=str(batch.bucket).encode(),
+                partition=partition_of(batch.bucket, len(partitions)),
+            )
+        metrics.BATCHES.inc()
+        metrics.RECIPIENTS.inc(len(batch.recipients))

@@ -1,0 +1,3 @@
+from services.sync.main import main
+
+main()

@@ -1,0 +1,75 @@
+"""Device authentication: ``X-App-Key`` plus an HS256 user token signed with that app's
+secret by the customer's own backend (``sub`` = contact id, ``exp`` required).
+
+Apps are cached in-process for a minute so the hot path makes no PostgreSQL query.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import jwt
+from fastapi import HTTPException, Request
+
+
+@dataclass(frozen=True)
+class App:
+    app_key: str
+    secret: str
+    next_sync_after_seconds: int
+
+
+@dataclass(frozen=True)
+class Device:
+    app: App
+    contact_id: str
+
+
+class AppCache:
+    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 60.0) -> None:
+        self.pool, self.ttl = pool, ttl_seconds
+        self._apps: dict[str, tuple[float, App | None]] = {}
+
+    async def get(self, app_key: str) -> App | None:
+        cached = self._apps.get(app_key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        row = await self.pool.fetchrow(
+            "SELECT app_key, secret, next_sync_after_seconds FROM apps WHERE app_key = $1", app_key
+        )
+        app = App(row["app_key"], row["secret"], row["next_sync_after_seconds"]) if row else None
+        if len(self._apps) > 10_000:
+            self._apps.clear()
+        self._apps[app_key] = (time.monotonic() + self.ttl, app)
+        return app
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(request: Request) -> Device:
+    """A FastAPI dependency: the device's app and contact, or 401."""
+    app_key = request.headers.get("x-app-key")
+    if not app_key:
+        raise _unauthorized("missing X-App-Key header")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("missing user token: send 'Authorization: Bearer <token>'")
+    app = await request.app.state.apps.get(app_key)
+    if app is None:
+        raise _unauthorized("unknown app key")
+    try:
+        claims = jwt.decode(
+            token.strip(), app.secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise _unauthorized("user token expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise _unauthorized(f"invalid user token: {exc}") from exc
+    contact_id = str(claims["sub"])
+    if not contact_id:
+        raise _unauthorized("user token has an empty sub")
+    return Device(app, contact_id)

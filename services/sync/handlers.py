@@ -1,0 +1,68 @@
+"""The phone home: what is waiting for this device, or a cheap "nothing new"."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+
+from services.sync import repository
+from services.sync.auth import Device
+from shared.redis_keys import inbox_version
+
+Platform = Literal["gcm", "apns", "web"]
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Platform
+    cursor: str | None = Field(default=None, max_length=64)
+
+
+async def current_version(redis: Redis, contact_id: str) -> str:
+    """The contact's inbox version. A missing key (new contact, or Redis lost its data) is
+    set to the current time in milliseconds, so a version never repeats one a device saw
+    before the loss."""
+    key = inbox_version(contact_id)
+    value = await redis.get(key)
+    if value is None:
+        await redis.set(key, int(time.time() * 1000), nx=True)
+        value = await redis.get(key)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def message_view(row: asyncpg.Record, platform: Platform) -> dict[str, Any] | None:
+    template = (row["payload"].get("payload") or {}).get(platform)
+    if not isinstance(template, dict):
+        return None
+    return {
+        "id": str(row["id"]),
+        "inAppContentId": row["content_id"],
+        "template": template.get("template"),
+        "rules": template.get("rules", []),
+        "content": template.get("content", {}),
+        "maxViews": row["max_views"],
+        "viewsLeft": row["max_views"] - row["views"],
+        "expiresAt": row["expires_at"].isoformat() if row["expires_at"] else None,
+    }
+
+
+async def sync(
+    pool: asyncpg.Pool, redis: Redis, device: Device, request: SyncRequest
+) -> dict[str, Any]:
+    version = await current_version(redis, device.contact_id)
+    cursor = f"{request.platform}.{version}"
+    answer: dict[str, Any] = {
+        "cursor": cursor,
+        "nextSyncAfterSeconds": device.app.next_sync_after_seconds,
+    }
+    if request.cursor == cursor:
+        return {"changed": False, **answer}
+    rows = await repository.pending_inapp(pool, device.contact_id, device.app.app_key)
+    messages = [m for m in (message_view(r, request.platform) for r in rows) if m is not None]
+    unread = await repository.unread_inbox_count(pool, device.contact_id, device.app.app_key)
+    return {"changed": True, "messages": messages, "inboxUnreadCount": unread, **answer}

@@ -1,0 +1,127 @@
+"""The wire contract: every Kafka event is one of these pydantic models.
+
+Every event carries ``event_id`` (consumers are idempotent by it), ``schema_version`` and
+``occurred_at``. Producers serialize with ``model_dump_json``; consumers decode raw bytes
+with ``model_validate_json`` and send anything that does not validate to the DLQ.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1)
+    schema_version: int = 1
+    occurred_at: datetime = Field(default_factory=_now)
+
+
+ContentKind = Literal["inapp", "inbox"]
+
+
+class Recipient(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contact_id: str = Field(min_length=1)
+    # Values given for this recipient in the send; highest personalization precedence.
+    personalization: dict[str, Any] = Field(default_factory=dict)
+
+
+class SendOptions(BaseModel):
+    """Send-level options that delivery applies to every recipient of a batch."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_views: int | None = Field(default=None, ge=1)
+    expiration_date: datetime | None = None
+    personalization_defaults: dict[str, Any] = Field(default_factory=dict)
+    using_app_frequency: bool = False
+    is_test: bool = False
+
+
+class BatchScheduled(Event):
+    """One batch of a send job: scheduler -> delivery on pigeonhole.sends.
+
+    ``batch_seq`` numbers batches within the job; (job_id, batch_seq) is stable across a
+    scheduler restart, so a re-sent batch is recognisable.
+    """
+
+    job_id: int
+    batch_seq: int = Field(ge=0)
+    bucket: int = Field(ge=0)
+    content_id: str
+    content_kind: ContentKind
+    app_keys: list[str] = Field(min_length=1)
+    options: SendOptions
+    launched_at: datetime
+    recipients: list[Recipient] = Field(min_length=1, max_length=5000)
+
+
+SkipReason = Literal[
+    "unknown_contact", "expired", "unsubscribed", "frequency_capped", "duplicate", "unknown_content"
+]
+
+
+class RecipientOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    contact_id: str
+    outcome: Literal["delivered", "skipped"]
+    reason: SkipReason | None = None
+
+
+class BatchDelivered(Event):
+    """Per-recipient outcomes of one batch: delivery -> stats on pigeonhole.deliveries."""
+
+    job_id: int
+    batch_seq: int
+    content_id: str
+    is_test: bool = False
+    outcomes: list[RecipientOutcome]
+
+
+EngagementType = Literal["view", "click", "dismiss", "read", "delete"]
+
+
+class MessageEngaged(Event):
+    """A device reported engagement with an inbox entry: sync -> stats."""
+
+    contact_id: str
+    message_id: str
+    job_id: int
+    content_id: str
+    type: EngagementType
+    at: datetime
+
+
+class ContactUpserted(Event):
+    """An upstream system created or changed a contact: upstream -> publisher."""
+
+    contact_id: str = Field(min_length=1, max_length=200)
+    attributes: dict[str, Any] | None = None
+    subscriptions: dict[str, bool] | None = None
+
+
+class DeadLetter(BaseModel):
+    """What a consumer could not decode or process, with the error (pigeonhole.dlq)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    consumer: str
+    error: str
+    key: str | None = None
+    value: str = Field(description="the original value, decoded as UTF-8 with replacement")
+    occurred_at: datetime = Field(default_factory=_now)

@@ -1,0 +1,61 @@
+"""/healthz, /readyz, /metrics and request metrics for the services served over ASGI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+from shared.observability import ReadinessCheck, run_checks
+
+HTTP_REQUESTS = Counter(
+    "pigeonhole_http_requests_total",
+    "HTTP requests answered, by route template and status class",
+    ["service", "method", "route", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "pigeonhole_http_request_seconds",
+    "HTTP request latency by route template",
+    ["service", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def install_ops_routes(
+    app: FastAPI, service: str, checks: Callable[[], dict[str, ReadinessCheck]]
+) -> None:
+    """Add the operability endpoints and a middleware that times every request.
+
+    ``checks`` is called per request so it can read clients created in the lifespan.
+    """
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        ready, results = await run_checks(checks())
+        body = {"status": "ready" if ready else "not ready", "service": service, "checks": results}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.middleware("http")
+    async def time_requests(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
+        HTTP_REQUESTS.labels(
+            service, request.method, template, f"{response.status_code // 100}xx"
+        ).inc()
+        return response

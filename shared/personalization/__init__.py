@@ -1,0 +1,23 @@
+"""Personalization: ``%%Name%%`` merge tags and ``personalizationFormulas``.
+
+A value for a merge tag comes from, first to last: the recipient's personalization in
+the send, the contact's attributes, a formula result, the send's defaults, the content's
+defaults. Names match case-insensitively. A tag with no value anywhere renders empty.
+"""
+
+from shared.personalization.formulas import FormulaError, compile_formula
+from shared.personalization.merge import (
+    MergeTagError,
+    Personalizer,
+    find_merge_tags,
+    render,
+)
+
+__all__ = [
+    "FormulaError",
+    "MergeTagError",
+    "Personalizer",
+    "compile_formula",
+    "find_merge_tags",
+    "render",
+]

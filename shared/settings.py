@@ -1,0 +1,49 @@
+"""Settings read from the environment (prefix ``PIGEONHOLE_``), one class per service.
+
+Defaults match the local stack that ``make up`` starts, so every command works with no
+flags on a developer machine; production overrides them through the environment.
+"""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PIGEONHOLE_", extra="ignore")
+
+    database_url: str = "postgresql://pigeonhole:pigeonhole@127.0.0.1:5432/pigeonhole"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    log_level: str = "INFO"
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+
+class PublisherSettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Where uploaded media is served from; the publisher builds absolute media URLs with it.
+    public_url: str = "http://127.0.0.1:8080"
+
+
+class SyncSettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = 8081
+    # Demo mode lets the sync service mint device tokens itself (never in production).
+    demo_mode: bool = False
+
+
+class SchedulerSettings(CommonSettings):
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9101
+    poll_interval_seconds: float = 0.5
+    lease_seconds: int = 30
+
+
+class DeliverySettings(CommonSettings):
+    web_host: str = "127.0.0.1"
+    web_port: int = 9102
+    consumer_group: str = "pigeonhole-delivery"
+    # faust wants a data directory even with the in-memory store
+    data_dir: str = ".stack/delivery"

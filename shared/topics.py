@@ -1,0 +1,39 @@
+"""Kafka topic names and partition counts: part of the contract between services."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    partitions: int
+    # Kafka topic configs applied at creation (retention etc.).
+    config: tuple[tuple[str, str], ...] = ()
+
+
+SENDS = Topic("pigeonhole.sends", partitions=12)
+DELIVERIES = Topic("pigeonhole.deliveries", partitions=6)
+ENGAGEMENT = Topic("pigeonhole.engagement", partitions=6)
+CONTACTS = Topic("pigeonhole.contacts", partitions=6)
+SEND_REQUESTS = Topic("pigeonhole.send-requests", partitions=3)
+DLQ = Topic("pigeonhole.dlq", partitions=1, config=(("retention.ms", str(30 * 24 * 3600 * 1000)),))
+
+ALL_TOPICS: tuple[Topic, ...] = (SENDS, DELIVERIES, ENGAGEMENT, CONTACTS, SEND_REQUESTS, DLQ)
+
+# Recipients are bucketed by a stable hash of the contact id; the bucket decides the
+# partition of pigeonhole.sends, so all messages for one contact travel one partition in
+# order. Changing this number re-routes contacts: treat it as part of the wire contract.
+BUCKETS = 256
+
+
+def bucket_of(contact_id: str) -> int:
+    """The stable partition bucket of a contact (CRC-32 of its id, modulo BUCKETS)."""
+    return zlib.crc32(contact_id.encode()) % BUCKETS
+
+
+def partition_of(bucket: int, partitions: int) -> int:
+    """The partition of pigeonhole.sends that carries a bucket."""
+    return bucket % partitions
