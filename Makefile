@@ -1,0 +1,66 @@
+# Pigeonhole: the few commands a newcomer needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE_DIR ?= $(CURDIR)/.stack
+UV_VERSION := 0.13.9
+UV := $(STATE_DIR)/tools/uv/bin/uv
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
+
+.PHONY: help up down restart status test unit lint fmt bench venv stack migrate topics logs
+
+help: ## list the commands
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(UV):
+	@python3 -m venv $(STATE_DIR)/tools/uv
+	@$(STATE_DIR)/tools/uv/bin/pip install -q uv==$(UV_VERSION)
+
+venv: $(UV) ## install the locked Python dependencies into .venv
+	@$(UV) sync --frozen --quiet
+	@echo "venv: $(VENV) in sync with uv.lock"
+
+stack: ## install (if missing) and start PostgreSQL, Redis and Kafka on loopback
+	@bash deploy/local/stack.sh up
+
+migrate: venv ## apply database migrations
+	@$(BIN)/pigeonhole db migrate
+
+topics: venv ## create the Kafka topics of shared/topics.py
+	@$(BIN)/pigeonhole kafka create-topics
+
+up: venv stack migrate topics ## install what is missing and start everything; returns once all is healthy
+	@bash deploy/local/services.sh up
+	@echo "up: publisher http://127.0.0.1:8080  sync http://127.0.0.1:8081  (make status, make down)"
+
+down: ## stop the services and the stack
+	@bash deploy/local/services.sh down
+	@bash deploy/local/stack.sh down
+
+restart: venv migrate topics ## restart the four services (after a code change)
+	@bash deploy/local/services.sh down
+	@bash deploy/local/services.sh up
+
+status: ## what is running where
+	@bash deploy/local/stack.sh status
+	@bash deploy/local/services.sh status
+
+test: up ## bring the stack up, then run every test (unit, integration, end to end)
+	@$(BIN)/pytest -q
+
+unit: venv ## unit tests only (no services needed)
+	@$(BIN)/pytest -q tests/unit
+
+lint: venv ## ruff (lint + format check) and mypy
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy
+
+fmt: venv ## format and fix what ruff can
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+logs: ## follow the service logs
+	@tail -F $(STATE_DIR)/logs/{publisher,sync,scheduler,delivery}.log

@@ -1,0 +1,132 @@
+"""Personalization: merge tags, precedence, case-insensitive names, formulas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared.personalization import (
+    FormulaError,
+    MergeTagError,
+    Personalizer,
+    compile_formula,
+    find_merge_tags,
+    render,
+)
+
+SEED_DEFAULTS = {"First_Name": "Valued Customer", "expiration_date": "", "cust_timestamp": ""}
+SEED_FORMULAS = {
+    "cust_timestamp": 'format(Dated, "dd-MM-yyyy")',
+    "expiration_date": 'format(Customer_Date, "dd-MM-yyyy")',
+}
+SEED_TEXT = (
+    "Hello %%First_Name%%, this offer expires at %%expiration_date%% "
+    "starting now %%cust_timestamp%%"
+)
+
+
+def values(
+    personalization: dict[str, Any] | None = None,
+    attributes: dict[str, Any] | None = None,
+    send_defaults: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    p = Personalizer(SEED_DEFAULTS, SEED_FORMULAS, send_defaults)
+    return p.values_for(personalization, attributes)
+
+
+@pytest.mark.parametrize(
+    ("personalization", "attributes", "send_defaults", "expected"),
+    [
+        # the seed's send: recipient personalization, lower-case name fills %%First_Name%%
+        ({"first_name": "Michael"}, {}, {"first_name": "Valued"}, "Hello Michael"),
+        # recipient personalization beats the contact's attributes
+        ({"first_name": "Michael"}, {"FIRST_NAME": "Mike"}, {}, "Hello Michael"),
+        # attributes beat the send's defaults
+        ({}, {"first_name": "Mike"}, {"first_name": "Valued"}, "Hello Mike"),
+        # send defaults beat content defaults
+        ({}, {}, {"FIRST_name": "Valued"}, "Hello Valued"),
+        # content defaults are the last resort
+        ({}, {}, {}, "Hello Valued Customer"),
+    ],
+)
+def test_merge_tag_precedence(
+    personalization: dict[str, Any], attributes: dict[str, Any], send_defaults: dict[str, Any],
+    expected: str,
+) -> None:
+    assert render("Hello %%First_Name%%", values(personalization, attributes, send_defaults)) == expected
+
+
+def test_formula_fills_tag_from_attribute_and_falls_back_to_default_when_missing() -> None:
+    v = values({"first_name": "Michael"}, {"Dated": "2026-03-05T10:00:00Z"})
+    assert render(SEED_TEXT, v) == "Hello Michael, this offer expires at  starting now 05-03-2026"
+
+
+def test_formula_result_loses_to_a_value_given_directly() -> None:
+    v = values({"cust_timestamp": "yesterday"}, {"Dated": "2026-03-05"})
+    assert render("%%cust_timestamp%%", v) == "yesterday"
+
+
+def test_formula_beats_send_defaults() -> None:
+    v = values({}, {"Dated": "2026-03-05"}, {"cust_timestamp": "never"})
+    assert render("%%cust_timestamp%%", v) == "05-03-2026"
+
+
+@pytest.mark.parametrize(
+    ("formula", "attributes", "expected"),
+    [
+        ('format(d, "dd-MM-yyyy")', {"d": "2024-02-29"}, "29-02-2024"),
+        ('format(d, "yyyy/MM/dd HH:mm")', {"d": "2024-02-29T13:05:00+00:00"}, "2024/02/29 13:05"),
+        ('format(d, "d MMM yy")', {"d": "2024-02-09"}, "9 Feb 24"),
+        ('format(d, "EEEE, MMMM d")', {"d": "2024-02-09"}, "Friday, February 9"),
+        ('format(d, "dd-MM-yyyy")', {"d": 1709251200000}, "01-03-2024"),  # epoch millis
+        ('format(d, "\'day\' dd")', {"d": "2024-02-09"}, "day 09"),
+        ('format(d, "dd-MM-yyyy")', {}, None),
+        ("upper(name)", {"name": "ada"}, "ADA"),
+        ("lower(name)", {"name": "ADA"}, "ada"),
+        ("trim(name)", {"name": "  ada "}, "ada"),
+        ("capitalize(name)", {"name": "ada"}, "Ada"),
+        ('concat(first, " ", last)', {"first": "Ada", "last": "Lovelace"}, "Ada Lovelace"),
+        ('coalesce(nick, first, "friend")', {"first": "Ada"}, "Ada"),
+        ('coalesce(nick, "friend")', {"nick": ""}, "friend"),
+        ("left(code, 3)", {"code": "ABCDEF"}, "ABC"),
+        ("right(code, 2)", {"code": "ABCDEF"}, "EF"),
+        ('format(addDays(d, 7), "dd-MM-yyyy")', {"d": "2024-02-25"}, "03-03-2024"),
+        ("upper(Name)", {"name": "ada"}, "ADA"),  # field names are case-insensitive
+    ],
+)
+def test_formula_functions(formula: str, attributes: dict[str, Any], expected: str | None) -> None:
+    folded = {k.casefold(): v for k, v in attributes.items()}
+    assert compile_formula(formula).evaluate(folded) == expected
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "format(Dated, ",  # ends early
+        'format(Dated "dd")',  # missing comma
+        "eval(x)",  # unknown function
+        "__import__('os')",  # not a name we call
+        'format(Dated, "dd-MM-yyyy", 3)',  # too many arguments
+        'format(Dated, "qq-MM")',  # unsupported pattern letters
+        "upper(a) upper(b)",  # trailing tokens
+        "",
+        'concat("a" + "b")',
+    ],
+)
+def test_bad_formulas_are_rejected(formula: str) -> None:
+    with pytest.raises(FormulaError):
+        compile_formula(formula)
+
+
+def test_unclosed_merge_tag_is_reported() -> None:
+    assert find_merge_tags("Hi %%First_Name%% and %%Last%%") == ["First_Name", "Last"]
+    with pytest.raises(MergeTagError):
+        find_merge_tags("Hi %%First_Name")
+
+
+def test_render_tree_personalizes_every_string_and_leaves_other_values() -> None:
+    p = Personalizer({}, {}, {})
+    tree = {"title": "Hi %%n%%", "maxViews": 3, "rules": ["r-%%n%%"], "action": {"value": "x/%%N%%"}}
+    out = p.render_tree(tree, p.values_for({"n": "Ada"}, {}))
+    assert out == {"title": "Hi Ada", "maxViews": 3, "rules": ["r-Ada"], "action": {"value": "x/Ada"}}
