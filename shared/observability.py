@@ -45,7 +45,11 @@ def logging_dict_config(service: str, level: str = "INFO") -> dict[str, Any]:
             }
         },
         "handlers": {
-            "stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}
+            "stdout": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stdout",
+            }
         },
         "root": {"handlers": ["stdout"], "level": level.upper()},
     }

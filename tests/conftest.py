@@ -32,7 +32,11 @@ def cli(*args: str) -> str:
     """Run the `pigeonhole` command as an operator would; return its stdout."""
     done = subprocess.run(
         [str(Path(sys.executable).parent / "pigeonhole"), *args],
-        cwd=REPO, capture_output=True, text=True, check=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return done.stdout
 

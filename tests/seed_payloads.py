@@ -27,20 +27,43 @@ def _example(content: dict[str, Any]) -> dict[str, Any]:
 
 _ACTION = {"type": "url", "value": ""}
 
-BOTTOM_BANNER = _example({
-    "mainImage": "", "title": "Hello %%First_Name%%", "text": _TEXT, "color": "#00ff00",
-    "icon": "note", "action": dict(_ACTION),
-})
-TOP_BANNER = _example({
-    "orientation": "top", "mainImage": "", "title": "Hello %%First_Name%%", "text": _TEXT,
-    "color": "#00ff00", "icon": "note", "action": dict(_ACTION),
-})
-IMAGE_TEMPLATE = _example({
-    "title": "Hello %%First_Name%%", "text": _TEXT, "image": "", "action": dict(_ACTION),
-})
-VIDEO_TEMPLATE = _example({
-    "title": "Hello %%First_Name%%", "text": _TEXT, "video": "", "action": dict(_ACTION),
-})
+BOTTOM_BANNER = _example(
+    {
+        "mainImage": "",
+        "title": "Hello %%First_Name%%",
+        "text": _TEXT,
+        "color": "#00ff00",
+        "icon": "note",
+        "action": dict(_ACTION),
+    }
+)
+TOP_BANNER = _example(
+    {
+        "orientation": "top",
+        "mainImage": "",
+        "title": "Hello %%First_Name%%",
+        "text": _TEXT,
+        "color": "#00ff00",
+        "icon": "note",
+        "action": dict(_ACTION),
+    }
+)
+IMAGE_TEMPLATE = _example(
+    {
+        "title": "Hello %%First_Name%%",
+        "text": _TEXT,
+        "image": "",
+        "action": dict(_ACTION),
+    }
+)
+VIDEO_TEMPLATE = _example(
+    {
+        "title": "Hello %%First_Name%%",
+        "text": _TEXT,
+        "video": "",
+        "action": dict(_ACTION),
+    }
+)
 
 SEED_EXAMPLES = {
     "bottom banner": BOTTOM_BANNER,

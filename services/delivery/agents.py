@@ -13,6 +13,8 @@ from shared.observability import ReadinessCheck
 from shared.ops import install_ops_routes
 from shared.topics import SENDS
 
+__all__ = ["app", "deliver_batches"]
+
 sends_topic = app.topic(SENDS.name, key_type=bytes, value_type=bytes, internal=False)
 
 
@@ -56,4 +58,6 @@ def _checks() -> dict[str, ReadinessCheck]:
 
 
 install_ops_routes(ops, "delivery", _checks)
-serve_asgi(app, ops, host=settings.web_host, port=settings.web_port, log_config=None, access_log=False)
+serve_asgi(
+    app, ops, host=settings.web_host, port=settings.web_port, log_config=None, access_log=False
+)

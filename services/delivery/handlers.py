@@ -65,7 +65,9 @@ class BatchDeliverer:
     async def deliver(self, batch: BatchScheduled) -> BatchDelivered:
         content = await self.store.content(batch.content_id)
         if content is None:
-            result = self._outcomes(batch, {r.contact_id: "unknown_content" for r in batch.recipients})
+            result = self._outcomes(
+                batch, {r.contact_id: "unknown_content" for r in batch.recipients}
+            )
             await self.emit(result)
             return result
         now = self.clock()
@@ -119,7 +121,9 @@ class BatchDeliverer:
             content_id=batch.content_id,
             is_test=batch.options.is_test,
             outcomes=[
-                RecipientOutcome(contact_id=r.contact_id, outcome="skipped", reason=skipped[r.contact_id])
+                RecipientOutcome(
+                    contact_id=r.contact_id, outcome="skipped", reason=skipped[r.contact_id]
+                )
                 if r.contact_id in skipped
                 else RecipientOutcome(contact_id=r.contact_id, outcome="delivered")
                 for r in batch.recipients

@@ -51,7 +51,9 @@ def _should_retry(state: RetryCallState) -> bool:
 def _before_sleep(state: RetryCallState) -> None:
     metrics.RETRIES.inc()
     exc = state.outcome.exception() if state.outcome else None
-    log.warning("batch failed, retrying", extra={"attempt": state.attempt_number, "error": repr(exc)})
+    log.warning(
+        "batch failed, retrying", extra={"attempt": state.attempt_number, "error": repr(exc)}
+    )
 
 
 class DeliveryRuntime:
@@ -76,7 +78,9 @@ class DeliveryRuntime:
         await self.redis.aclose()
         await self.pool.close()
 
-    async def handle(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
+    async def handle(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> None:
         where: dict[str, Any] = {"partition": partition, "offset": offset}
         try:
             batch = BatchScheduled.model_validate_json(value or b"")
@@ -104,6 +108,11 @@ class DeliveryRuntime:
     ) -> None:
         metrics.DEAD_LETTERS.inc()
         await send_dead_letter(
-            self.producer, source_topic=SENDS.name, consumer="delivery", error=error,
-            key=key, value=value, **where,
+            self.producer,
+            source_topic=SENDS.name,
+            consumer="delivery",
+            error=error,
+            key=key,
+            value=value,
+            **where,
         )

@@ -58,7 +58,8 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(
-                401, "missing API token: send 'Authorization: Bearer <token>'",
+                401,
+                "missing API token: send 'Authorization: Bearer <token>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         pool: asyncpg.Pool = request.app.state.pool
@@ -67,7 +68,9 @@ def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
             hash_token(token.strip()),
         )
         if row is None:
-            raise ApiError(401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"})
+            raise ApiError(
+                401, "invalid or revoked API token", headers={"WWW-Authenticate": "Bearer"}
+            )
         principal = Principal(row["id"], row["name"], frozenset(row["scopes"]))
         if scope not in principal.scopes and "admin" not in principal.scopes:
             raise ApiError(403, f"this token lacks the '{scope}' scope")

@@ -1,8 +1,8 @@
 """The ``pigeonhole`` command: operator tasks against the local stack, no flags needed.
 
-    pigeonhole tokens create --name NAME --scope admin   (prints the token on its last line)
-    pigeonhole db migrate
-    pigeonhole kafka create-topics
+pigeonhole tokens create --name NAME --scope admin   (prints the token on its last line)
+pigeonhole db migrate
+pigeonhole kafka create-topics
 """
 
 from __future__ import annotations
@@ -30,15 +30,17 @@ cli.add_typer(kafka, name="kafka")
 def tokens_create(
     name: Annotated[str, typer.Option(help="who or what uses the token")],
     scope: Annotated[
-        list[str], typer.Option(help=f"repeatable; one of {', '.join(SCOPES)}")
-    ] = ["admin"],  # noqa: B006 - typer reads the default, never mutates it
+        list[str] | None,
+        typer.Option(help=f"repeatable; one of {', '.join(SCOPES)}; default admin"),
+    ] = None,
 ) -> None:
     """Create an API token; it is shown once, on the last line."""
+    scopes = scope or ["admin"]
 
     async def run() -> str:
         pool = await create_pool(CommonSettings().database_url, max_size=1)
         try:
-            return await create_token(pool, name, scope)
+            return await create_token(pool, name, scopes)
         finally:
             await pool.close()
 
@@ -46,7 +48,7 @@ def tokens_create(
         token = asyncio.run(run())
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--scope") from exc
-    typer.echo(f"token for {name!r} with scopes {', '.join(sorted(set(scope)))}:")
+    typer.echo(f"token for {name!r} with scopes {', '.join(sorted(set(scopes)))}:")
     typer.echo(token)
 
 

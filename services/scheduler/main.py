@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Iterator
 
 import asyncpg
 import uvicorn
@@ -24,7 +25,17 @@ from shared.settings import SchedulerSettings
 log = logging.getLogger(__name__)
 
 
-async def poll_loop(runner: JobRunner, wake: asyncio.Event, stop: asyncio.Event, interval: float) -> None:
+class _OpsServer(uvicorn.Server):
+    """uvicorn serving /metrics inside the scheduler's loop; the scheduler owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def poll_loop(
+    runner: JobRunner, wake: asyncio.Event, stop: asyncio.Event, interval: float
+) -> None:
     while not stop.is_set():
         try:
             while not stop.is_set() and await runner.run_one():
@@ -65,11 +76,15 @@ async def serve(settings: SchedulerSettings) -> None:
         return {"postgres": postgres, "kafka": kafka}
 
     install_ops_routes(app, "scheduler", checks)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=settings.metrics_host, port=settings.metrics_port,
-                       log_config=None, access_log=False)
+    server = _OpsServer(
+        uvicorn.Config(
+            app,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            log_config=None,
+            access_log=False,
+        )
     )
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     web = asyncio.create_task(server.serve())
     log.info("scheduler started", extra={"owner": owner})
     try:

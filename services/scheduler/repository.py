@@ -57,8 +57,10 @@ async def claim_due_job(pool: asyncpg.Pool, owner: str, lease_seconds: int) -> C
         launched_at=row["launched_at"],
         batch_size=row["batch_size"],
         pause_ms=row["pause_ms"],
-        cursor=(row["cursor_bucket"] if row["cursor_bucket"] is not None else -1,
-                row["cursor_contact_id"] or ""),
+        cursor=(
+            row["cursor_bucket"] if row["cursor_bucket"] is not None else -1,
+            row["cursor_contact_id"] or "",
+        ),
         batches_sent=row["batches_sent"],
     )
 
@@ -80,8 +82,12 @@ async def fetch_audience_page(
 
 
 async def checkpoint(
-    pool: asyncpg.Pool, job_id: int, owner: str, lease_seconds: int,
-    cursor: tuple[int, str], recipients: int,
+    pool: asyncpg.Pool,
+    job_id: int,
+    owner: str,
+    lease_seconds: int,
+    cursor: tuple[int, str],
+    recipients: int,
 ) -> str | None:
     """Record an acknowledged batch and renew the lease; return the job's status now
     (an operator may have paused or cancelled it), or None if the lease was lost."""
@@ -92,7 +98,12 @@ async def checkpoint(
                   lease_until = now() + make_interval(secs => $6), updated_at = now()
             WHERE id = $1 AND lease_owner = $2
         RETURNING status""",
-        job_id, owner, cursor[0], cursor[1], recipients, float(lease_seconds),
+        job_id,
+        owner,
+        cursor[0],
+        cursor[1],
+        recipients,
+        float(lease_seconds),
     )
     return status
 
@@ -102,12 +113,15 @@ async def finish(pool: asyncpg.Pool, job_id: int, owner: str) -> None:
         """UPDATE send_jobs SET status = 'completed', completed_at = now(), lease_owner = NULL,
                   lease_until = NULL, updated_at = now()
             WHERE id = $1 AND lease_owner = $2 AND status = 'running'""",
-        job_id, owner,
+        job_id,
+        owner,
     )
 
 
 async def release(pool: asyncpg.Pool, job_id: int, owner: str) -> None:
     await pool.execute(
-        "UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2",
-        job_id, owner,
+        """UPDATE send_jobs SET lease_owner = NULL, lease_until = NULL
+            WHERE id = $1 AND lease_owner = $2""",
+        job_id,
+        owner,
     )

@@ -64,8 +64,12 @@ class JobRunner:
             for batch in plan_batches(rows, job.batch_size):
                 await self._produce(job, options, seq, batch)
                 status = await repository.checkpoint(
-                    self.pool, job.id, self.owner, self.lease_seconds,
-                    batch.last_key, len(batch.recipients),
+                    self.pool,
+                    job.id,
+                    self.owner,
+                    self.lease_seconds,
+                    batch.last_key,
+                    len(batch.recipients),
                 )
                 seq, cursor = seq + 1, batch.last_key
                 if status != "running" or self.stopping.is_set():
@@ -83,7 +87,7 @@ class JobRunner:
             batch_seq=seq,
             bucket=batch.bucket,
             content_id=job.content_id,
-            content_kind=job.content_kind,  # type: ignore[arg-type]
+            content_kind=job.content_kind,
             app_keys=job.app_keys,
             options=options,
             launched_at=job.launched_at,

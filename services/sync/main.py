@@ -43,7 +43,9 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     )
 
     @app.post("/v1/sync")
-    async def sync(body: handlers.SyncRequest, request: Request, device: AuthenticatedDevice) -> Any:
+    async def sync(
+        body: handlers.SyncRequest, request: Request, device: AuthenticatedDevice
+    ) -> Any:
         """The phone home: pending in-app messages for this platform, or "nothing new"."""
         return await handlers.sync(request.app.state.pool, request.app.state.redis, device, body)
 
@@ -64,8 +66,12 @@ def main() -> None:
     settings = SyncSettings()
     configure_logging("sync", settings.log_level)
     uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None,
-        access_log=False, timeout_graceful_shutdown=10,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
     )
 
 

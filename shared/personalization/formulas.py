@@ -66,7 +66,9 @@ def _tokenize(source: str) -> list[tuple[str, str]]:
     while pos < len(source):
         match = _TOKEN.match(source, pos)
         if not match or match.end() == pos:
-            raise FormulaError(f"unexpected character at position {pos}: {source[pos:pos + 10]!r}")
+            raise FormulaError(
+                f"unexpected character at position {pos}: {source[pos : pos + 10]!r}"
+            )
         kind = match.lastgroup
         assert kind is not None
         tokens.append((kind, match.group(kind)))
@@ -239,7 +241,7 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "concat": (_concat, (1, 20)),
     "coalesce": (_coalesce, (1, 20)),
     "left": (lambda v, n: None if v is None else str(v)[: int(n)], (2, 2)),
-    "right": (lambda v, n: None if v is None else str(v)[-int(n):] if int(n) else "", (2, 2)),
+    "right": (lambda v, n: None if v is None else str(v)[-int(n) :] if int(n) else "", (2, 2)),
     "now": (lambda: datetime.now(UTC).isoformat(), (0, 0)),
     "adddays": (_add_days, (2, 2)),
     "str": (_str, (1, 1)),

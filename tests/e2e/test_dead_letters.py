@@ -22,11 +22,19 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
 ) -> None:
     contact_id = f"dlq-{uuid.uuid4().hex[:8]}"
     await api.put(f"/contacts/{contact_id}", json={"attributes": {"first_name": "Ada"}})
-    content_id = (await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)).json()["data"]["id"]
+    content_id = (await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)).json()["data"][
+        "id"
+    ]
     job_id = -int(time.time() * 1000)  # a job id no real send job uses
     good = BatchScheduled(
-        job_id=job_id, batch_seq=0, bucket=0, content_id=content_id, content_kind="inapp",
-        app_keys=[app["appKey"]], options=SendOptions(), launched_at=datetime.now(UTC),
+        job_id=job_id,
+        batch_seq=0,
+        bucket=0,
+        content_id=content_id,
+        content_kind="inapp",
+        app_keys=[app["appKey"]],
+        options=SendOptions(),
+        launched_at=datetime.now(UTC),
         recipients=[Recipient(contact_id=contact_id)],
     )
     bad_key = f"bad-{uuid.uuid4().hex[:8]}".encode()
@@ -40,11 +48,13 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
         dlq.assign([tp])
         dlq.seek(tp, (await dlq.end_offsets([tp]))[tp])
         # same partition, bad event first: the good one must still get through after it
-        await producer.send_and_wait(SENDS.name, b'{"job_id": "not a batch"', key=bad_key, partition=0)
+        await producer.send_and_wait(
+            SENDS.name, b'{"job_id": "not a batch"', key=bad_key, partition=0
+        )
         await producer.send_and_wait(
             SENDS.name, good.model_dump_json().encode(), key=b"0", partition=0
         )
-        letter = await _dead_letter_with_key(dlq, bad_key, timeout=30)
+        letter = await _dead_letter_with_key(dlq, bad_key, within=30)
     finally:
         await producer.stop()
         await dlq.stop()
@@ -56,7 +66,9 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
     while time.monotonic() < deadline:
         title = await pool.fetchval(
             "SELECT payload->'payload'->'gcm'->'content'->>'title' FROM inbox_entries "
-            "WHERE send_job_id = $1 AND contact_id = $2", job_id, contact_id,
+            "WHERE send_job_id = $1 AND contact_id = $2",
+            job_id,
+            contact_id,
         )
         if title:
             break
@@ -64,11 +76,13 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
     assert title == "Hello Ada"
 
 
-async def _dead_letter_with_key(consumer: AIOKafkaConsumer, key: bytes, timeout: float) -> DeadLetter:
-    deadline = time.monotonic() + timeout
+async def _dead_letter_with_key(
+    consumer: AIOKafkaConsumer, key: bytes, within: float
+) -> DeadLetter:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for messages in (await consumer.getmany(timeout_ms=500)).values():
             for message in messages:
                 if message.key == key:
                     return DeadLetter.model_validate_json(message.value)
-    raise AssertionError(f"nothing with key {key!r} reached {DLQ.name} within {timeout}s")
+    raise AssertionError(f"nothing with key {key!r} reached {DLQ.name} within {within}s")

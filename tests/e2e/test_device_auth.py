@@ -14,8 +14,16 @@ def _token(secret: str, **claims: object) -> str:
 
 
 @pytest.mark.parametrize(
-    "case", ["no app key", "unknown app key", "no token", "bad signature", "expired", "no exp",
-             "wrong algorithm"],
+    "case",
+    [
+        "no app key",
+        "unknown app key",
+        "no token",
+        "bad signature",
+        "expired",
+        "no exp",
+        "wrong algorithm",
+    ],
 )
 async def test_sync_refuses_bad_credentials(
     device_api: httpx.AsyncClient, app: dict[str, str], case: str
@@ -24,25 +32,37 @@ async def test_sync_refuses_bad_credentials(
     good_exp = int(time.time()) + 600
     headers = {
         "no app key": {"Authorization": f"Bearer {_token(secret, sub='1', exp=good_exp)}"},
-        "unknown app key": {"X-App-Key": "nope",
-                            "Authorization": f"Bearer {_token(secret, sub='1', exp=good_exp)}"},
+        "unknown app key": {
+            "X-App-Key": "nope",
+            "Authorization": f"Bearer {_token(secret, sub='1', exp=good_exp)}",
+        },
         "no token": {"X-App-Key": key},
-        "bad signature": {"X-App-Key": key,
-                          "Authorization": f"Bearer {_token('other-secret', sub='1', exp=good_exp)}"},
-        "expired": {"X-App-Key": key,
-                    "Authorization": f"Bearer {_token(secret, sub='1', exp=int(time.time()) - 5)}"},
+        "bad signature": {
+            "X-App-Key": key,
+            "Authorization": f"Bearer {_token('other-secret', sub='1', exp=good_exp)}",
+        },
+        "expired": {
+            "X-App-Key": key,
+            "Authorization": f"Bearer {_token(secret, sub='1', exp=int(time.time()) - 5)}",
+        },
         "no exp": {"X-App-Key": key, "Authorization": f"Bearer {_token(secret, sub='1')}"},
-        "wrong algorithm": {"X-App-Key": key, "Authorization": "Bearer " + jwt.encode(
-            {"sub": "1", "exp": good_exp}, secret, algorithm="HS512")},
+        "wrong algorithm": {
+            "X-App-Key": key,
+            "Authorization": "Bearer "
+            + jwt.encode({"sub": "1", "exp": good_exp}, secret, algorithm="HS512"),
+        },
     }[case]
     response = await device_api.post("/v1/sync", json={"platform": "gcm"}, headers=headers)
     assert response.status_code == 401, response.text
 
 
-async def test_sync_rejects_an_unknown_platform(device_api: httpx.AsyncClient, app: dict[str, str]) -> None:
+async def test_sync_rejects_an_unknown_platform(
+    device_api: httpx.AsyncClient, app: dict[str, str]
+) -> None:
     token = _token(app["appSecret"], sub="1", exp=int(time.time()) + 600)
     response = await device_api.post(
-        "/v1/sync", json={"platform": "symbian"},
+        "/v1/sync",
+        json={"platform": "symbian"},
         headers={"X-App-Key": app["appKey"], "Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 422

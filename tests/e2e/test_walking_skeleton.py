@@ -25,8 +25,8 @@ async def _end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
     return offsets
 
 
-async def _batch_for_job(consumer: AIOKafkaConsumer, job_id: int, timeout: float) -> BatchScheduled:
-    deadline = time.monotonic() + timeout
+async def _batch_for_job(consumer: AIOKafkaConsumer, job_id: int, within: float) -> BatchScheduled:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         records = await consumer.getmany(timeout_ms=500)
         for messages in records.values():
@@ -34,13 +34,13 @@ async def _batch_for_job(consumer: AIOKafkaConsumer, job_id: int, timeout: float
                 event = BatchScheduled.model_validate_json(message.value)
                 if event.job_id == job_id:
                     return event
-    raise AssertionError(f"no SendBatch for job {job_id} on {SENDS.name} within {timeout}s")
+    raise AssertionError(f"no SendBatch for job {job_id} on {SENDS.name} within {within}s")
 
 
 async def _sync_until(
-    device_api: httpx.AsyncClient, headers: dict[str, str], platform: str, timeout: float = 30
+    device_api: httpx.AsyncClient, headers: dict[str, str], platform: str, within: float = 30
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         response = await device_api.post("/v1/sync", json={"platform": platform}, headers=headers)
         assert response.status_code == 200, response.text
@@ -51,7 +51,9 @@ async def _sync_until(
 
 
 async def test_seed_send_reaches_the_device_personalized(
-    api: httpx.AsyncClient, device_api: httpx.AsyncClient, app: dict[str, str],
+    api: httpx.AsyncClient,
+    device_api: httpx.AsyncClient,
+    app: dict[str, str],
     settings: CommonSettings,
 ) -> None:
     contact = await api.put("/contacts/13507", json={"attributes": {"Dated": "2026-11-21"}})
@@ -59,14 +61,16 @@ async def test_seed_send_reaches_the_device_personalized(
     published = await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)
     content_id = published.json()["data"]["id"]
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await _end_offsets(consumer)
         sent = await api.post("/channels/push/sends", json=seed_send(content_id, app["appKey"]))
         assert sent.status_code == 202, sent.text
         job_id = sent.json()["data"]["id"]
-        batch = await _batch_for_job(consumer, job_id, timeout=30)
+        batch = await _batch_for_job(consumer, job_id, within=30)
     finally:
         await consumer.stop()
     assert [r.contact_id for r in batch.recipients] == ["13507"]
@@ -93,7 +97,9 @@ async def test_seed_send_reaches_the_device_personalized(
         "/v1/sync", json={"platform": "apns", "cursor": body["cursor"]}, headers=headers
     )
     assert unchanged.json() == {
-        "changed": False, "cursor": body["cursor"], "nextSyncAfterSeconds": 900,
+        "changed": False,
+        "cursor": body["cursor"],
+        "nextSyncAfterSeconds": 900,
     }
 
     job = (await api.get(f"/channels/push/sendjobs/{job_id}")).json()["data"]

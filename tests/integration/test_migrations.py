@@ -29,11 +29,20 @@ async def test_migrations_apply_to_an_empty_database(settings: CommonSettings) -
         try:
             tables = {
                 r["tablename"]
-                for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                for r in await conn.fetch(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                )
             }
         finally:
             await conn.close()
-        assert {"contents", "contacts", "apps", "send_jobs", "inbox_entries", "api_tokens"} <= tables
+        assert {
+            "contents",
+            "contacts",
+            "apps",
+            "send_jobs",
+            "inbox_entries",
+            "api_tokens",
+        } <= tables
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

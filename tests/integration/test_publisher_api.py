@@ -20,7 +20,11 @@ async def test_seed_payloads_publish_and_round_trip(api: httpx.AsyncClient, exam
     assert response.status_code == 201, response.text
     envelope = response.json()
     assert envelope["meta"] == {
-        "attributes": {}, "generalErrors": [], "fieldErrors": {}, "links": [], "nextPageUrl": None,
+        "attributes": {},
+        "generalErrors": [],
+        "fieldErrors": {},
+        "links": [],
+        "nextPageUrl": None,
     }
     content_id = envelope["data"]["id"]
     assert len(content_id) == 8 and content_id.replace("-", "").replace("_", "").isalnum()
@@ -41,10 +45,14 @@ async def _content_count(pool: asyncpg.Pool) -> int:
     ("mutate", "field"),
     [
         (lambda b: b["payload"]["gcm"].__setitem__("maxViews", "three"), "payload.gcm.maxViews"),
-        (lambda b: b["personalizationFormulas"].__setitem__("cust_timestamp", "format(Dated,"),
-         "personalizationFormulas.cust_timestamp"),
-        (lambda b: b["payload"]["apns"]["content"].__setitem__("title", "Hello %%First_Name"),
-         "payload.apns.content.title"),
+        (
+            lambda b: b["personalizationFormulas"].__setitem__("cust_timestamp", "format(Dated,"),
+            "personalizationFormulas.cust_timestamp",
+        ),
+        (
+            lambda b: b["payload"]["apns"]["content"].__setitem__("title", "Hello %%First_Name"),
+            "payload.apns.content.title",
+        ),
         (lambda b: b.__setitem__("payloads", {}), "payloads"),
         (lambda b: b.pop("payload"), "payload"),
     ],
@@ -63,7 +71,9 @@ async def test_bad_content_is_a_400_naming_the_field_and_writes_nothing(
 
 async def test_a_body_that_is_not_json_is_a_400(api: httpx.AsyncClient) -> None:
     response = await api.post(
-        "/channels/push/inappcontent", content=b"{nope", headers={"content-type": "application/json"}
+        "/channels/push/inappcontent",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
     )
     assert response.status_code == 400
     assert response.json()["meta"]["generalErrors"]
@@ -113,8 +123,11 @@ async def test_send_naming_unknown_content_or_app_is_refused_and_creates_no_job(
     cases = [
         ({"inAppContentId": "nope0000"}, [app["appKey"]], "content.inAppMessage.inAppContentId"),
         ({"inAppContentId": content_id}, ["no-such-app"], "channelQualifiers"),
-        ({"inAppContentId": content_id, "expirationDate": "soon"}, [app["appKey"]],
-         "content.inAppMessage.expirationDate"),
+        (
+            {"inAppContentId": content_id, "expirationDate": "soon"},
+            [app["appKey"]],
+            "content.inAppMessage.expirationDate",
+        ),
     ]
     for message, apps, field in cases:
         body = {
@@ -131,6 +144,11 @@ async def test_send_naming_unknown_content_or_app_is_refused_and_creates_no_job(
 async def test_openapi_describes_the_endpoints() -> None:
     async with httpx.AsyncClient(base_url=PUBLISHER_URL) as client:
         paths = (await client.get("/openapi.json")).json()["paths"]
-    for path in ["/channels/push/inappcontent", "/channels/push/sends",
-                 "/channels/push/sends/usingAppFrequency", "/apps", "/contacts/{contact_id}"]:
+    for path in [
+        "/channels/push/inappcontent",
+        "/channels/push/sends",
+        "/channels/push/sends/usingAppFrequency",
+        "/apps",
+        "/contacts/{contact_id}",
+    ]:
         assert path in paths, path

@@ -58,8 +58,14 @@ class FakeSignal:
 
 def batch(*contact_ids: str, **options: Any) -> BatchScheduled:
     return BatchScheduled(
-        job_id=7, batch_seq=0, bucket=0, content_id="MqU8NG7y", content_kind="inapp",
-        app_keys=["app"], options=SendOptions(**options), launched_at=NOW,
+        job_id=7,
+        batch_seq=0,
+        bucket=0,
+        content_id="MqU8NG7y",
+        content_kind="inapp",
+        app_keys=["app"],
+        options=SendOptions(**options),
+        launched_at=NOW,
         recipients=[Recipient(contact_id=c, personalization={}) for c in contact_ids],
     )
 
@@ -78,18 +84,27 @@ def reasons(result: BatchDelivered) -> dict[str, str | None]:
 
 
 async def test_each_skip_reason_and_delivery() -> None:
-    store = FakeStore(CONTENT, {
-        "ok": ContactState({"first_name": "Ada"}, {}),
-        "optout": ContactState({}, {"offers": False}),
-        "optin": ContactState({}, {"offers": True}),
-    })
+    store = FakeStore(
+        CONTENT,
+        {
+            "ok": ContactState({"first_name": "Ada"}, {}),
+            "optout": ContactState({}, {"offers": False}),
+            "optin": ContactState({}, {"offers": True}),
+        },
+    )
     d, signal, emitted = deliverer(store)
     result = await d.deliver(batch("ok", "ghost", "optout", "optin"))
     assert reasons(result) == {
-        "ok": "delivered", "ghost": "unknown_contact", "optout": "unsubscribed", "optin": "delivered",
+        "ok": "delivered",
+        "ghost": "unknown_contact",
+        "optout": "unsubscribed",
+        "optin": "delivered",
     }
     assert store.inbox[(7, "ok")].payload["payload"]["gcm"]["content"]["title"] == "Hello Ada"
-    assert store.inbox[(7, "optin")].payload["payload"]["gcm"]["content"]["title"] == "Hello Valued Customer"
+    assert (
+        store.inbox[(7, "optin")].payload["payload"]["gcm"]["content"]["title"]
+        == "Hello Valued Customer"
+    )
     assert signal.changed == ["ok", "optin"]
     assert emitted == [result]
 

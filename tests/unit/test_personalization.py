@@ -51,10 +51,15 @@ def values(
     ],
 )
 def test_merge_tag_precedence(
-    personalization: dict[str, Any], attributes: dict[str, Any], send_defaults: dict[str, Any],
+    personalization: dict[str, Any],
+    attributes: dict[str, Any],
+    send_defaults: dict[str, Any],
     expected: str,
 ) -> None:
-    assert render("Hello %%First_Name%%", values(personalization, attributes, send_defaults)) == expected
+    assert (
+        render("Hello %%First_Name%%", values(personalization, attributes, send_defaults))
+        == expected
+    )
 
 
 def test_formula_fills_tag_from_attribute_and_falls_back_to_default_when_missing() -> None:
@@ -80,7 +85,7 @@ def test_formula_beats_send_defaults() -> None:
         ('format(d, "d MMM yy")', {"d": "2024-02-09"}, "9 Feb 24"),
         ('format(d, "EEEE, MMMM d")', {"d": "2024-02-09"}, "Friday, February 9"),
         ('format(d, "dd-MM-yyyy")', {"d": 1709251200000}, "01-03-2024"),  # epoch millis
-        ('format(d, "\'day\' dd")', {"d": "2024-02-09"}, "day 09"),
+        ("format(d, \"'day' dd\")", {"d": "2024-02-09"}, "day 09"),
         ('format(d, "dd-MM-yyyy")', {}, None),
         ("upper(name)", {"name": "ada"}, "ADA"),
         ("lower(name)", {"name": "ADA"}, "ada"),
@@ -127,6 +132,16 @@ def test_unclosed_merge_tag_is_reported() -> None:
 
 def test_render_tree_personalizes_every_string_and_leaves_other_values() -> None:
     p = Personalizer({}, {}, {})
-    tree = {"title": "Hi %%n%%", "maxViews": 3, "rules": ["r-%%n%%"], "action": {"value": "x/%%N%%"}}
+    tree = {
+        "title": "Hi %%n%%",
+        "maxViews": 3,
+        "rules": ["r-%%n%%"],
+        "action": {"value": "x/%%N%%"},
+    }
     out = p.render_tree(tree, p.values_for({"n": "Ada"}, {}))
-    assert out == {"title": "Hi Ada", "maxViews": 3, "rules": ["r-Ada"], "action": {"value": "x/Ada"}}
+    assert out == {
+        "title": "Hi Ada",
+        "maxViews": 3,
+        "rules": ["r-Ada"],
+        "action": {"value": "x/Ada"},
+    }

@@ -33,7 +33,10 @@ async def get_app(app_key: str, request: Request, _: AppAdmin) -> dict[str, Any]
 
 @router.put("/contacts/{contact_id}")
 async def put_contact(
-    contact_id: ContactIdPath, body: UpsertContact, request: Request, response: Response,
+    contact_id: ContactIdPath,
+    body: UpsertContact,
+    request: Request,
+    response: Response,
     _: ContactWriter,
 ) -> dict[str, Any]:
     """Create the contact or merge the given attribute and subscription keys into it."""
@@ -43,7 +46,9 @@ async def put_contact(
 
 
 @router.get("/contacts/{contact_id}")
-async def get_contact(contact_id: ContactIdPath, request: Request, _: ContactWriter) -> dict[str, Any]:
+async def get_contact(
+    contact_id: ContactIdPath, request: Request, _: ContactWriter
+) -> dict[str, Any]:
     row = await repository.get_contact(request.app.state.pool, contact_id)
     if row is None:
         raise ApiError(404, f"no contact with id {contact_id!r}")
