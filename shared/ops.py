@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
+import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
@@ -59,3 +63,35 @@ def install_ops_routes(
             service, request.method, template, f"{response.status_code // 100}xx"
         ).inc()
         return response
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn that, on SIGTERM or SIGINT, finishes in-flight requests, runs the lifespan
+    shutdown and exits 0. (uvicorn's own handler re-raises the signal once it is done, so
+    a clean stop would be reported as a kill.) With ``own_signals=False`` the caller
+    handles signals and sets ``should_exit`` itself."""
+
+    def __init__(self, config: uvicorn.Config, *, own_signals: bool = True) -> None:
+        super().__init__(config)
+        self.own_signals = own_signals
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self.own_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        yield
+
+
+def serve_http(app: FastAPI, host: str, port: int) -> None:
+    """Run an HTTP service until SIGTERM; no uvicorn access log (metrics cover it)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    asyncio.run(GracefulServer(config).serve())

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
 from services.publisher.api import content, directory, sends
 from services.publisher.errors import install_error_handlers
 from shared.db import create_pool
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import install_ops_routes
+from shared.ops import install_ops_routes, serve_http
 from shared.settings import PublisherSettings
 
 
@@ -53,14 +52,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
 def main() -> None:
     settings = PublisherSettings()
     configure_logging("publisher", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve_http(create_app(settings), settings.host, settings.port)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
 
 import asyncpg
 import uvicorn
@@ -19,18 +18,10 @@ from services.scheduler.runner import JobRunner
 from shared.db import create_pool
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import install_ops_routes
+from shared.ops import GracefulServer, install_ops_routes
 from shared.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
-
-
-class _OpsServer(uvicorn.Server):
-    """uvicorn serving /metrics inside the scheduler's loop; the scheduler owns SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def poll_loop(
@@ -57,9 +48,13 @@ async def serve(settings: SchedulerSettings) -> None:
     stop, wake = asyncio.Event(), asyncio.Event()
     runner = JobRunner(pool, producer, owner, settings.lease_seconds, stop)
     loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        stop.set()
+        wake.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(sig, wake.set)
+        loop.add_signal_handler(sig, request_stop)
 
     listener: asyncpg.Connection = await asyncpg.connect(settings.database_url)
     await listener.add_listener("send_jobs", lambda *_: wake.set())
@@ -76,14 +71,15 @@ async def serve(settings: SchedulerSettings) -> None:
         return {"postgres": postgres, "kafka": kafka}
 
     install_ops_routes(app, "scheduler", checks)
-    server = _OpsServer(
-        uvicorn.Config(
+    server = GracefulServer(
+        own_signals=False,
+        config=uvicorn.Config(
             app,
             host=settings.metrics_host,
             port=settings.metrics_port,
             log_config=None,
             access_log=False,
-        )
+        ),
     )
     web = asyncio.create_task(server.serve())
     log.info("scheduler started", extra={"owner": owner})

@@ -7,14 +7,13 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-import uvicorn
 from fastapi import Depends, FastAPI, Request
 
 from services.sync import handlers
 from services.sync.auth import AppCache, Device, authenticate
 from shared.db import create_pool
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import install_ops_routes
+from shared.ops import install_ops_routes, serve_http
 from shared.settings import SyncSettings
 
 AuthenticatedDevice = Annotated[Device, Depends(authenticate)]
@@ -65,14 +64,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 def main() -> None:
     settings = SyncSettings()
     configure_logging("sync", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve_http(create_app(settings), settings.host, settings.port)
 
 
 if __name__ == "__main__":
