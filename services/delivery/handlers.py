@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, BatchScheduled, RecipientOutcome, SkipReason
 from shared.personalization import Personalizer
+from shared.personalization.urls import drop_unsafe_urls
 
 
 class DeliveryStore(Protocol):
@@ -89,7 +90,7 @@ class BatchDeliverer:
                 continue
             assert contact is not None
             values = personalizer.values_for(recipient.personalization, contact.attributes)
-            payload = personalizer.render_tree(content.body, values)
+            payload = drop_unsafe_urls(content.kind, personalizer.render_tree(content.body, values))
             entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
         filed = await self.store.file_entries(batch, content, entries)
         for entry in entries:

@@ -10,9 +10,16 @@ import asyncpg
 
 from services.publisher import repository
 from services.publisher.errors import ApiError, field_error
-from services.publisher.models import CreateApp, CreateInAppContent, CreateSend, UpsertContact
+from services.publisher.models import (
+    CreateApp,
+    CreateInAppContent,
+    CreateInboxMessage,
+    CreateSend,
+    UpsertContact,
+)
 from shared.events import SendOptions
 from shared.personalization import FormulaError, MergeTagError, compile_formula, find_merge_tags
+from shared.personalization.urls import is_safe_url, starts_with_merge_tag
 
 
 def check_personalization(body: dict[str, Any], formulas: dict[str, str]) -> None:
@@ -66,6 +73,35 @@ async def publish_inapp_content(pool: asyncpg.Pool, command: CreateInAppContent)
     )
 
 
+INBOX_FIELDS = ("title", "text", "url", "openInNewTab", "image", "logo")
+INBOX_URL_FIELDS = ("url", "image", "logo")
+
+
+async def publish_inbox_message(pool: asyncpg.Pool, command: CreateInboxMessage) -> str:
+    body = command.model_dump(include=set(INBOX_FIELDS), exclude_none=True)
+    unsafe = {
+        field: "must be an http(s) URL, or start with a merge tag such as %%Landing_Page%%"
+        for field in INBOX_URL_FIELDS
+        if (value := body.get(field)) and not (is_safe_url(value) or starts_with_merge_tag(value))
+    }
+    if unsafe:
+        raise ApiError(400, fields=unsafe)
+    check_personalization(body, command.personalizationFormulas)
+    return await repository.insert_content(
+        pool,
+        "inbox",
+        {
+            "name": command.name,
+            "body": body,
+            "personalization_defaults": command.personalizationDefaults,
+            "personalization_formulas": command.personalizationFormulas,
+            "category": command.category,
+            "tags": command.tags,
+            "ttl_seconds": command.ttlSeconds,
+        },
+    )
+
+
 def content_view(row: asyncpg.Record) -> dict[str, Any]:
     body: dict[str, Any] = dict(row["body"])
     view = {
@@ -108,7 +144,7 @@ async def create_send(pool: asyncpg.Pool, command: CreateSend, *, using_app_freq
         using_app_frequency=using_app_frequency,
     )
     # Each contact once per send: a contact named twice keeps its last personalization.
-    recipients = {str(c.contactId): c.personalization for c in command.contacts}
+    recipients = {c.contactId: c.personalization for c in command.contacts}
     return await repository.create_direct_send_job(
         pool,
         content_id=content_id,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher.api import content, directory, sends
+from services.publisher.api import content, directory, inbox, sends
 from services.publisher.errors import install_error_handlers
+from services.publisher.ingest import run_ingest
 from shared.db import create_pool
+from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import install_ops_routes, serve_http
 from shared.settings import PublisherSettings
@@ -24,9 +28,19 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         app.state.pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
+        app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-publisher")
+        await app.state.producer.start()
+        app.state.ingest = asyncio.create_task(
+            run_ingest(app.state.pool, settings.kafka_bootstrap, app.state.producer),
+            name="contact-ingest",
+        )
         try:
             yield
         finally:
+            app.state.ingest.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await app.state.ingest
+            await app.state.producer.stop()
             await app.state.pool.close()
 
     app = FastAPI(
@@ -36,14 +50,19 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (content.router, sends.router, directory.router):
+    for router in (content.router, inbox.router, sends.router, directory.router):
         app.include_router(router)
 
     def checks() -> dict[str, ReadinessCheck]:
         async def postgres() -> None:
             await app.state.pool.fetchval("SELECT 1")
 
-        return {"postgres": postgres}
+        async def contact_ingest() -> None:
+            task: asyncio.Task[None] = app.state.ingest
+            if task.done():
+                raise RuntimeError("the contacts consumer has stopped; see the log")
+
+        return {"postgres": postgres, "contact_ingest": contact_ingest}
 
     install_ops_routes(app, "publisher", checks)
     return app

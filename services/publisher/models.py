@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-ContactId = int | str
+
+def _contact_id_text(value: Any) -> Any:
+    """The seed sends numbers (13507); every contact id is kept as its decimal text."""
+    if isinstance(value, bool):
+        raise ValueError("contactId must be a string or an integer")
+    return str(value) if isinstance(value, int) else value
+
+
+ContactId = Annotated[str, BeforeValidator(_contact_id_text), Field(min_length=1, max_length=200)]
 
 
 class Strict(BaseModel):
@@ -76,13 +84,6 @@ class SendContact(Strict):
     contactId: ContactId
     personalization: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("contactId")
-    @classmethod
-    def _contact_id(cls, value: ContactId) -> ContactId:
-        if isinstance(value, str) and not (0 < len(value) <= 200):
-            raise ValueError("contactId must be 1..200 characters")
-        return value
-
 
 class CreateSend(Strict):
     channelQualifiers: list[str] = Field(min_length=1, max_length=50)
@@ -111,3 +112,29 @@ class CreateApp(Strict):
     name: str = Field(min_length=1, max_length=200)
     frequencyLimits: FrequencyLimits = Field(default_factory=FrequencyLimits)
     nextSyncAfterSeconds: int = Field(default=900, ge=0, le=86400)
+
+
+class CreateInboxMessage(Strict):
+    """An App Inbox message (app-inbox-cdp.txt): ``name`` is seen by operators only."""
+
+    name: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=500)
+    text: str = Field(min_length=1, max_length=5000)
+    url: str | None = Field(default=None, max_length=2000)
+    openInNewTab: bool = False
+    # An uploaded image's URL (POST /media), any http(s) URL, or a merge tag.
+    image: str | None = Field(default=None, max_length=2000)
+    logo: str | None = Field(default=None, max_length=2000)
+    category: str | None = Field(default=None, max_length=100)
+    tags: list[str] = Field(default_factory=list, max_length=50)
+    ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
+    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+    personalizationFormulas: dict[str, str] = Field(default_factory=dict)
+
+
+class ContactLine(Strict):
+    """One line of a batch contact import (``application/x-ndjson``)."""
+
+    contactId: ContactId
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    subscriptions: dict[str, bool] = Field(default_factory=dict)

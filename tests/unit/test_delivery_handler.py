@@ -157,3 +157,34 @@ def test_effective_expiry_is_the_earliest(
     expiration: datetime | None, ttl: int | None, expected: datetime | None
 ) -> None:
     assert effective_expiry(expiration, ttl, NOW) == expected
+
+
+async def test_personalization_cannot_smuggle_an_unsafe_url() -> None:
+    inbox = Content(
+        id="MqU8NG7y",
+        kind="inbox",
+        body={"title": "Hi", "text": "t", "url": "%%landing%%", "image": "%%img%%"},
+        personalization_defaults={},
+        personalization_formulas={},
+        category=None,
+        tags=[],
+        ttl_seconds=None,
+    )
+    store = FakeStore(
+        inbox,
+        {
+            "evil": ContactState(
+                {"landing": "javascript:alert(1)", "img": "data:image/png;base64,AA"}, {}
+            ),
+            "good": ContactState(
+                {"landing": "https://example.com/x", "img": "https://cdn.example/i.png"}, {}
+            ),
+        },
+    )
+    d, _, _ = deliverer(store)
+    await d.deliver(batch("evil", "good"))
+    assert (store.inbox[(7, "evil")].payload["url"], store.inbox[(7, "evil")].payload["image"]) == (
+        "",
+        "",
+    )
+    assert store.inbox[(7, "good")].payload["url"] == "https://example.com/x"

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from services.publisher import handlers, repository
+from services.publisher import contacts_import, handlers, repository
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
 from services.publisher.models import CreateApp, UpsertContact
@@ -29,6 +29,33 @@ async def get_app(app_key: str, request: Request, _: AppAdmin) -> dict[str, Any]
     if row is None:
         raise ApiError(404, f"no app with key {app_key!r}")
     return envelope(handlers.app_view(row, include_secret=False))
+
+
+@router.post(
+    "/contacts/batch",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {
+                        "type": "string",
+                        "description": 'one contact per line: {"contactId": 13507, '
+                        '"attributes": {...}, "subscriptions": {"offers": true}}',
+                    }
+                }
+            },
+        }
+    },
+)
+async def import_contacts(request: Request, _: ContactWriter) -> dict[str, Any]:
+    """Batch upsert: newline-delimited JSON, streamed (100k+ lines in one call). All or
+    nothing: a bad line is reported by number and nothing is imported."""
+    media_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if media_type not in ("application/x-ndjson", "application/jsonl"):
+        raise ApiError(415, "send contacts as application/x-ndjson, one JSON object per line")
+    imported = await contacts_import.import_contacts(request.app.state.pool, request.stream())
+    return envelope({"imported": imported})
 
 
 @router.put("/contacts/{contact_id}")
