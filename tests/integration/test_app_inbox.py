@@ -40,7 +40,9 @@ async def test_upload_accepts_jpeg_and_png_and_serves_them_back(
     api: httpx.AsyncClient, fmt: str
 ) -> None:
     data = image_bytes(fmt)
-    response = await api.post("/media", content=data, headers={"content-type": "application/octet-stream"})
+    response = await api.post(
+        "/media", content=data, headers={"content-type": "application/octet-stream"}
+    )
     assert response.status_code == 201, response.text
     uploaded = response.json()["data"]
     assert uploaded["contentType"] == f"image/{fmt.lower()}"
@@ -56,8 +58,9 @@ async def test_upload_rejects_a_renamed_text_file_and_an_oversize_image(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
     before = await pool.fetchval("SELECT count(*) FROM media")
-    text = await api.post("/media", content=b"just text, named photo.jpg",
-                          headers={"content-type": "image/jpeg"})
+    text = await api.post(
+        "/media", content=b"just text, named photo.jpg", headers={"content-type": "image/jpeg"}
+    )
     assert text.status_code == 415
     assert "JPEG or PNG" in text.json()["meta"]["generalErrors"][0]
     big = image_bytes("PNG") + b"\0" * (5 * 1024 * 1024)
