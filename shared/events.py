@@ -125,3 +125,14 @@ class DeadLetter(BaseModel):
     key: str | None = None
     value: str = Field(description="the original value, decoded as UTF-8 with replacement")
     occurred_at: datetime = Field(default_factory=_now)
+
+
+class SendRequested(Event):
+    """An upstream system asks for a send (upstream -> publisher, pigeonhole.send-requests).
+
+    ``send`` is the body of ``POST /channels/push/sends`` exactly as the HTTP API takes it.
+    ``event_id`` is the idempotency key: the same request delivered twice makes one send job.
+    """
+
+    using_app_frequency: bool = False
+    send: dict[str, Any]

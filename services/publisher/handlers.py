@@ -118,7 +118,13 @@ def content_view(row: asyncpg.Record) -> dict[str, Any]:
     return view
 
 
-async def create_send(pool: asyncpg.Pool, command: CreateSend, *, using_app_frequency: bool) -> int:
+async def create_send(
+    pool: asyncpg.Pool,
+    command: CreateSend,
+    *,
+    using_app_frequency: bool,
+    request_id: str | None = None,
+) -> int:
     message = command.content.inAppMessage or command.content.inboxMessage
     if message is None or (command.content.inAppMessage and command.content.inboxMessage):
         raise field_error("content", "give exactly one of inAppMessage or inboxMessage")
@@ -151,6 +157,7 @@ async def create_send(pool: asyncpg.Pool, command: CreateSend, *, using_app_freq
         app_keys=app_keys,
         options=options.model_dump(mode="json"),
         recipients=recipients,
+        request_id=request_id,
     )
 
 

@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher.api import content, directory, inbox, sends
+from services.publisher.api import content, directory, inbox, sends, sources
 from services.publisher.errors import install_error_handlers
-from services.publisher.ingest import run_ingest
+from services.publisher.ingest import Ingest, consume, consumers
 from shared.db import create_pool
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import install_ops_routes, serve_http
 from shared.settings import PublisherSettings
+from shared.topics import CONTACTS, SEND_REQUESTS
 
 
 def create_app(settings: PublisherSettings | None = None) -> FastAPI:
@@ -30,16 +31,20 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         )
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-publisher")
         await app.state.producer.start()
-        app.state.ingest = asyncio.create_task(
-            run_ingest(app.state.pool, settings.kafka_bootstrap, app.state.producer),
-            name="contact-ingest",
-        )
+        ingest = Ingest(app.state.pool, app.state.producer)
+        handlers = {CONTACTS.name: ingest.contacts, SEND_REQUESTS.name: ingest.send_requests}
+        app.state.consumers = {
+            topic: asyncio.create_task(consume(consumer, handlers[topic]), name=topic)
+            for topic, consumer in consumers(settings.kafka_bootstrap).items()
+        }
         try:
             yield
         finally:
-            app.state.ingest.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await app.state.ingest
+            for task in app.state.consumers.values():
+                task.cancel()
+            for task in app.state.consumers.values():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await app.state.producer.stop()
             await app.state.pool.close()
 
@@ -50,19 +55,19 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (content.router, inbox.router, sends.router, directory.router):
+    for router in (content.router, inbox.router, sends.router, directory.router, sources.router):
         app.include_router(router)
 
     def checks() -> dict[str, ReadinessCheck]:
         async def postgres() -> None:
             await app.state.pool.fetchval("SELECT 1")
 
-        async def contact_ingest() -> None:
-            task: asyncio.Task[None] = app.state.ingest
-            if task.done():
-                raise RuntimeError("the contacts consumer has stopped; see the log")
+        async def kafka_consumers() -> None:
+            stopped = [topic for topic, task in app.state.consumers.items() if task.done()]
+            if stopped:
+                raise RuntimeError(f"consumer(s) stopped: {', '.join(stopped)}; see the log")
 
-        return {"postgres": postgres, "contact_ingest": contact_ingest}
+        return {"postgres": postgres, "kafka_consumers": kafka_consumers}
 
     install_ops_routes(app, "publisher", checks)
     return app

@@ -128,17 +128,28 @@ async def create_direct_send_job(
     app_keys: list[str],
     options: dict[str, Any],
     recipients: dict[str, dict[str, Any]],
+    request_id: str | None = None,
 ) -> int:
-    """Persist a send job and its recipients in one transaction, then wake the schedulers."""
+    """Persist a send job and its recipients in one transaction, then wake the schedulers.
+    With a ``request_id`` already used, return that job's id and write nothing."""
     async with pool.acquire() as conn, conn.transaction():
-        job_id: int = await conn.fetchval(
-            """INSERT INTO send_jobs (kind, content_id, app_keys, options, recipients_total)
-               VALUES ('direct', $1, $2, $3, $4) RETURNING id""",
+        job_id: int | None = await conn.fetchval(
+            """INSERT INTO send_jobs (kind, content_id, app_keys, options, recipients_total,
+                                      request_id)
+               VALUES ('direct', $1, $2, $3, $4, $5)
+               ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
+               RETURNING id""",
             content_id,
             app_keys,
             options,
             len(recipients),
+            request_id,
         )
+        if job_id is None:
+            existing: int = await conn.fetchval(
+                "SELECT id FROM send_jobs WHERE request_id = $1", request_id
+            )
+            return existing
         contact_ids = list(recipients)
         await conn.execute(
             """INSERT INTO send_job_recipients (send_job_id, bucket, contact_id, personalization)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -67,7 +68,9 @@ async def test_upload_rejects_a_renamed_text_file_and_an_oversize_image(
     oversize = await api.post("/media", content=big, headers={"content-type": "image/png"})
     assert oversize.status_code == 413
 
-    async def chunks():  # no Content-Length: the limit is enforced while streaming
+    async def chunks() -> AsyncIterator[
+        bytes
+    ]:  # no Content-Length: the limit is enforced while streaming
         yield image_bytes("PNG")
         for _ in range(6):
             yield b"\0" * (1024 * 1024)

@@ -63,6 +63,7 @@ async def test_batch_import_of_100k_contacts_in_one_streamed_call(
     row = await pool.fetchrow(
         "SELECT attributes, subscriptions FROM contacts WHERE contact_id = $1", f"imp-{run}-77"
     )
+    assert row is not None
     assert row["attributes"] == {"run": run, "n": 77} and row["subscriptions"] == {"offers": False}
 
 

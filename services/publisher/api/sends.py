@@ -16,8 +16,15 @@ Sender = Annotated[Principal, Depends(require("sends"))]
 
 
 async def _accept(request: Request, body: CreateSend, using_app_frequency: bool) -> dict[str, Any]:
+    """An ``Idempotency-Key`` header makes retries safe: the same key answers the same job."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 0 < len(key) <= 200:
+        raise ApiError(400, "Idempotency-Key must be 1..200 characters")
     job_id = await handlers.create_send(
-        request.app.state.pool, body, using_app_frequency=using_app_frequency
+        request.app.state.pool,
+        body,
+        using_app_frequency=using_app_frequency,
+        request_id=f"http:{key}" if key else None,
     )
     location = str(request.url_for("get_send_job", job_id=job_id))
     return envelope({"location": location, "id": job_id, "sendJobId": job_id})

@@ -1,0 +1,91 @@
+"""Sends are durable and idempotent, over HTTP and from Kafka pigeonhole.send-requests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from shared.events import DeadLetter, SendRequested
+from shared.settings import CommonSettings
+from shared.topics import DLQ, SEND_REQUESTS
+from tests.seed_payloads import BOTTOM_BANNER, seed_send
+
+
+async def test_http_retry_with_the_same_idempotency_key_makes_one_job(
+    api: httpx.AsyncClient, app: dict[str, str], pool: asyncpg.Pool
+) -> None:
+    content_id = (await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)).json()["data"][
+        "id"
+    ]
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    first = await api.post(
+        "/channels/push/sends", json=seed_send(content_id, app["appKey"]), headers=headers
+    )
+    again = await api.post(
+        "/channels/push/sends", json=seed_send(content_id, app["appKey"]), headers=headers
+    )
+    assert first.status_code == again.status_code == 202
+    assert first.json()["data"]["id"] == again.json()["data"]["id"]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM send_jobs WHERE content_id = $1", content_id) == 1
+    )
+
+
+async def test_send_requests_from_kafka_make_one_job_each_and_bad_ones_are_dead_lettered(
+    api: httpx.AsyncClient, app: dict[str, str], pool: asyncpg.Pool, settings: CommonSettings
+) -> None:
+    content_id = (await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)).json()["data"][
+        "id"
+    ]
+    good = SendRequested(send=seed_send(content_id, app["appKey"]), using_app_frequency=True)
+    unknown = SendRequested(send=seed_send("nope0000", app["appKey"]))
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    dlq = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    await producer.start()
+    await dlq.start()
+    try:
+        tp = TopicPartition(DLQ.name, 0)
+        dlq.assign([tp])
+        dlq.seek(tp, (await dlq.end_offsets([tp]))[tp])
+        for event in (good, good, unknown):  # the good request twice: a redelivery
+            key = event.event_id.encode()
+            await producer.send_and_wait(
+                SEND_REQUESTS.name, event.model_dump_json().encode(), key=key
+            )
+        await producer.send_and_wait(SEND_REQUESTS.name, b"not json", key=b"garbage")
+        letters = await _letters(dlq, {unknown.event_id.encode(), b"garbage"})
+    finally:
+        await producer.stop()
+        await dlq.stop()
+    assert "nope0000" in letters[unknown.event_id.encode()].error
+    assert "SendRequested" in letters[b"garbage"].error
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = await pool.fetch(
+            "SELECT options FROM send_jobs WHERE request_id = $1", f"kafka:{good.event_id}"
+        )
+        if rows:
+            break
+        await asyncio.sleep(0.3)
+    assert len(rows) == 1
+    assert rows[0]["options"]["using_app_frequency"] is True
+
+
+async def _letters(
+    consumer: AIOKafkaConsumer, keys: set[bytes], within: float = 30
+) -> dict[bytes, DeadLetter]:
+    found: dict[bytes, DeadLetter] = {}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and set(found) != keys:
+        for messages in (await consumer.getmany(timeout_ms=500)).values():
+            for message in messages:
+                if message.key in keys:
+                    found[message.key] = DeadLetter.model_validate_json(message.value)
+    assert set(found) == keys, f"dead letters missing: {keys - set(found)}"
+    return found
