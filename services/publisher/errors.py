@@ -60,8 +60,11 @@ def field_error(field: str, message: str, status: int = 400) -> ApiError:
 
 
 def _path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-    return ".".join(parts) or "body"
+    # Only the first element says where the input came from: a body field may itself be
+    # named "query" (POST /contact-sources).
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    return ".".join(str(p) for p in loc) or "body"
 
 
 def install_error_handlers(app: FastAPI) -> None:

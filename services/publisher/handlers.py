@@ -4,6 +4,8 @@ cannot (references, formulas, merge tags), and writes through the repository."""
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,6 +17,7 @@ from services.publisher.models import (
     CreateInAppContent,
     CreateInboxMessage,
     CreateSend,
+    SendContent,
     UpsertContact,
 )
 from shared.events import SendOptions
@@ -118,6 +121,58 @@ def content_view(row: asyncpg.Record) -> dict[str, Any]:
     return view
 
 
+@dataclass(frozen=True)
+class ResolvedMessage:
+    kind: str
+    content_id: str
+    max_views: int | None
+    expiration_date: datetime | None
+
+
+async def resolve_message(pool: asyncpg.Pool, content: SendContent) -> ResolvedMessage:
+    """The content a send names, checked to exist with the right kind."""
+    if (content.inAppMessage is None) == (content.inboxMessage is None):
+        raise field_error("content", "give exactly one of inAppMessage or inboxMessage")
+    if content.inAppMessage is not None:
+        field, message = "content.inAppMessage.inAppContentId", content.inAppMessage
+        resolved = ResolvedMessage(
+            "inapp", message.inAppContentId, message.maxViews, message.expirationDate
+        )
+    else:
+        assert content.inboxMessage is not None
+        field, inbox = "content.inboxMessage.inboxContentId", content.inboxMessage
+        resolved = ResolvedMessage("inbox", inbox.inboxContentId, None, inbox.expirationDate)
+    row = await repository.get_content(pool, resolved.content_id)
+    if row is None or row["kind"] != resolved.kind:
+        raise field_error(field, f"no {resolved.kind} content with id {resolved.content_id!r}")
+    return resolved
+
+
+async def check_app_keys(pool: asyncpg.Pool, app_keys: list[str], field: str) -> list[str]:
+    unique = list(dict.fromkeys(app_keys))
+    missing = sorted(set(unique) - await repository.existing_app_keys(pool, unique))
+    if missing:
+        raise field_error(field, f"unknown app key(s): {', '.join(missing)}")
+    return unique
+
+
+def send_options(
+    message: ResolvedMessage,
+    defaults: dict[str, Any],
+    *,
+    using_app_frequency: bool,
+    is_test: bool = False,
+) -> dict[str, Any]:
+    options = SendOptions(
+        max_views=message.max_views,
+        expiration_date=message.expiration_date,
+        personalization_defaults=defaults,
+        using_app_frequency=using_app_frequency,
+        is_test=is_test,
+    )
+    return options.model_dump(mode="json")
+
+
 async def create_send(
     pool: asyncpg.Pool,
     command: CreateSend,
@@ -125,37 +180,17 @@ async def create_send(
     using_app_frequency: bool,
     request_id: str | None = None,
 ) -> int:
-    message = command.content.inAppMessage or command.content.inboxMessage
-    if message is None or (command.content.inAppMessage and command.content.inboxMessage):
-        raise field_error("content", "give exactly one of inAppMessage or inboxMessage")
-    if command.content.inAppMessage is not None:
-        kind, field = "inapp", "content.inAppMessage.inAppContentId"
-        content_id = command.content.inAppMessage.inAppContentId
-        max_views = command.content.inAppMessage.maxViews
-    else:
-        assert command.content.inboxMessage is not None
-        kind, field = "inbox", "content.inboxMessage.inboxContentId"
-        content_id, max_views = command.content.inboxMessage.inboxContentId, None
-    content = await repository.get_content(pool, content_id)
-    if content is None or content["kind"] != kind:
-        raise field_error(field, f"no {kind} content with id {content_id!r}")
-    app_keys = list(dict.fromkeys(command.channelQualifiers))
-    missing = sorted(set(app_keys) - await repository.existing_app_keys(pool, app_keys))
-    if missing:
-        raise field_error("channelQualifiers", f"unknown app key(s): {', '.join(missing)}")
-    options = SendOptions(
-        max_views=max_views,
-        expiration_date=message.expirationDate,
-        personalization_defaults=command.personalizationDefaults,
-        using_app_frequency=using_app_frequency,
-    )
+    message = await resolve_message(pool, command.content)
+    app_keys = await check_app_keys(pool, command.channelQualifiers, "channelQualifiers")
     # Each contact once per send: a contact named twice keeps its last personalization.
     recipients = {c.contactId: c.personalization for c in command.contacts}
     return await repository.create_direct_send_job(
         pool,
-        content_id=content_id,
+        content_id=message.content_id,
         app_keys=app_keys,
-        options=options.model_dump(mode="json"),
+        options=send_options(
+            message, command.personalizationDefaults, using_app_frequency=using_app_frequency
+        ),
         recipients=recipients,
         request_id=request_id,
     )
@@ -200,19 +235,4 @@ def contact_view(row: asyncpg.Record) -> dict[str, Any]:
         "attributes": row["attributes"],
         "subscriptions": row["subscriptions"],
         "updatedAt": row["updated_at"].isoformat(),
-    }
-
-
-def send_job_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "contentId": row["content_id"],
-        "appKeys": row["app_keys"],
-        "scheduledAt": row["scheduled_at"].isoformat(),
-        "recipientsTotal": row["recipients_total"],
-        "recipientsSent": row["recipients_sent"],
-        "batchesSent": row["batches_sent"],
-        "completedAt": row["completed_at"].isoformat() if row["completed_at"] else None,
     }

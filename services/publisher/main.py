@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher.api import content, directory, inbox, sends, sources
+from services.publisher.api import campaigns, content, directory, inbox, sends, sources
 from services.publisher.errors import install_error_handlers
 from services.publisher.ingest import Ingest, consume, consumers
 from shared.db import create_pool
@@ -55,7 +55,14 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (content.router, inbox.router, sends.router, directory.router, sources.router):
+    for router in (
+        content.router,
+        inbox.router,
+        sends.router,
+        campaigns.router,
+        directory.router,
+        sources.router,
+    ):
         app.include_router(router)
 
     def checks() -> dict[str, ReadinessCheck]:

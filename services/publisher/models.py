@@ -138,3 +138,49 @@ class ContactLine(Strict):
     contactId: ContactId
     attributes: dict[str, Any] = Field(default_factory=dict)
     subscriptions: dict[str, bool] = Field(default_factory=dict)
+
+
+class CreateSendJob(Strict):
+    """``POST /channels/push/sendjobs``: published content to a contact source (seed)."""
+
+    contactSourceId: int = Field(ge=1)
+    campaignName: str | None = Field(default=None, max_length=200)
+    messageName: str | None = Field(default=None, max_length=200)
+    appKeys: list[str] = Field(min_length=1, max_length=50)
+    content: SendContent
+    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+    scheduledDate: AwareDatetime | None = None
+
+
+class Batching(Strict):
+    recipientsPerBatch: int = Field(default=1000, ge=1, le=5000)
+    pauseSeconds: float = Field(default=0, ge=0, le=3600)
+
+
+class CreateCampaign(Strict):
+    """A campaign: content to ``include`` minus ``exclude`` contact sources, in batches,
+    started now (``startNow``), at ``startAt`` (with its time zone), or later by
+    ``POST /campaigns/{id}/start`` (neither given: a draft)."""
+
+    name: str = Field(min_length=1, max_length=200)
+    content: SendContent
+    include: list[int] = Field(min_length=1, max_length=50)
+    exclude: list[int] = Field(default_factory=list, max_length=50)
+    appKeys: list[str] = Field(min_length=1, max_length=50)
+    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+    batching: Batching = Field(default_factory=Batching)
+    usingAppFrequency: bool = False
+    startNow: bool = False
+    startAt: AwareDatetime | None = None
+
+
+class StartCampaign(Strict):
+    startAt: AwareDatetime | None = None
+
+
+class TestSend(Strict):
+    """Send content to a few contacts, marked as a test and kept out of statistics."""
+
+    contactIds: list[ContactId] = Field(min_length=1, max_length=100)
+    appKeys: list[str] = Field(min_length=1, max_length=50)
+    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.scheduler.planning import AudienceRow
+from shared.audience import Source, audience_condition
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class ClaimedJob:
     pause_ms: int
     cursor: tuple[int, str]
     batches_sent: int
+    # For jobs to contact sources and campaigns: "include minus exclude" as a condition
+    # over contacts ``c``, with its parameters numbered from $3.
+    audience: tuple[str, list[Any]] | None = None
+
+
+AUDIENCE_KINDS = ("contact_source", "campaign")
 
 
 _CLAIM = """
@@ -47,6 +54,18 @@ async def claim_due_job(pool: asyncpg.Pool, owner: str, lease_seconds: int) -> C
     row = await pool.fetchrow(_CLAIM, owner, float(lease_seconds))
     if row is None:
         return None
+    audience = None
+    if row["kind"] in AUDIENCE_KINDS:
+        include, exclude = await _sources(pool, row["include_sources"], row["exclude_sources"])
+        audience = audience_condition(include, exclude, first_param=3)
+        if row["recipients_total"] is None:
+            condition, params = audience_condition(include, exclude, first_param=2)
+            await pool.execute(
+                f"""UPDATE send_jobs SET recipients_total =
+                        (SELECT count(*) FROM contacts c WHERE {condition})
+                     WHERE id = $1""",
+                row["id"], *params,
+            )  # fmt: skip
     return ClaimedJob(
         id=row["id"],
         kind=row["kind"],
@@ -62,13 +81,35 @@ async def claim_due_job(pool: asyncpg.Pool, owner: str, lease_seconds: int) -> C
             row["cursor_contact_id"] or "",
         ),
         batches_sent=row["batches_sent"],
+        audience=audience,
     )
+
+
+async def _sources(
+    pool: asyncpg.Pool, include: list[int], exclude: list[int]
+) -> tuple[list[Source], list[Source]]:
+    """Sources as they are now (a deleted source keeps its definition and members)."""
+    rows = await pool.fetch(
+        "SELECT id, kind, query FROM contact_sources WHERE id = ANY($1)", include + exclude
+    )
+    found = {r["id"]: Source(r["id"], r["kind"], r["query"]) for r in rows}
+    return [found[i] for i in include if i in found], [found[i] for i in exclude if i in found]
 
 
 async def fetch_audience_page(
     pool: asyncpg.Pool, job: ClaimedJob, after: tuple[int, str], limit: int
 ) -> list[AudienceRow]:
     """The next recipients after the keyset cursor, in (bucket, contact_id) order."""
+    if job.audience is not None:
+        condition, params = job.audience
+        # the condition is the compiler's fixed SQL; every value in it is a parameter
+        rows = await pool.fetch(
+            f"""SELECT c.bucket, c.contact_id FROM contacts c
+                 WHERE (c.bucket, c.contact_id) > ($1::smallint, $2::text) AND {condition}
+                 ORDER BY c.bucket, c.contact_id LIMIT ${3 + len(params)}""",
+            after[0], after[1], *params, limit,
+        )  # fmt: skip
+        return [AudienceRow(r["bucket"], r["contact_id"]) for r in rows]
     rows = await pool.fetch(
         """SELECT bucket, contact_id, personalization FROM send_job_recipients
             WHERE send_job_id = $1 AND (bucket, contact_id) > ($2::smallint, $3::text)

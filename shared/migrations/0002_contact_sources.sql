@@ -1,6 +1,6 @@
 -- Contact sources (segments): a static list of contact ids, or an attribute query.
 -- A source's members are always contacts that exist: the scheduler and the API express
--- membership as a condition over `contacts` (services/publisher/audience.py), so an
+-- membership as a condition over `contacts` (shared/audience.py), so an
 -- audience is "include OR include … AND NOT (exclude OR …)" paged in (bucket, contact_id).
 
 CREATE TABLE contact_sources (

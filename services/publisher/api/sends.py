@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from services.publisher import handlers, repository
+from services.publisher import handlers
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
 from services.publisher.models import CreateSend
@@ -40,11 +40,3 @@ async def send(body: CreateSend, request: Request, _: Sender) -> dict[str, Any]:
 async def send_using_app_frequency(body: CreateSend, request: Request, _: Sender) -> dict[str, Any]:
     """Like /sends, but checked against and counted toward the app's frequency limits."""
     return await _accept(request, body, using_app_frequency=True)
-
-
-@router.get("/channels/push/sendjobs/{job_id}", name="get_send_job")
-async def get_send_job(job_id: int, request: Request, _: Sender) -> dict[str, Any]:
-    row = await repository.get_send_job(request.app.state.pool, job_id)
-    if row is None:
-        raise ApiError(404, f"no send job with id {job_id}")
-    return envelope(handlers.send_job_view(row))

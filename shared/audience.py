@@ -126,7 +126,7 @@ class _Compiler:
 
     def subscription(self, key: str, category: Any, path: str) -> str:
         self.count_leaf(path)
-        name = self.param(_text(category, path, max_len=100), "text")
+        name = self.param(_text(category, path, min_len=1, max_len=100), "text")
         # Delivery skips a contact only when the category is explicitly false, so a
         # contact who never chose is subscribed.
         if key == "subscribed":

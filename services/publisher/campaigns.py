@@ -1,0 +1,101 @@
+"""Send jobs to contact sources (seed ``/sendjobs``), campaigns and test sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from services.publisher import jobs_repository
+from services.publisher.errors import ApiError, field_error
+from services.publisher.handlers import check_app_keys, resolve_message, send_options
+from services.publisher.models import CreateCampaign, CreateSendJob, SendContent, TestSend
+
+
+async def _check_sources(pool: asyncpg.Pool, ids: list[int], field: str) -> list[int]:
+    unique = list(dict.fromkeys(ids))
+    missing = sorted(set(unique) - await jobs_repository.existing_sources(pool, unique))
+    if missing:
+        raise field_error(field, f"unknown contact source(s): {', '.join(map(str, missing))}")
+    return unique
+
+
+async def create_send_job(pool: asyncpg.Pool, command: CreateSendJob) -> int:
+    message = await resolve_message(pool, command.content)
+    app_keys = await check_app_keys(pool, command.appKeys, "appKeys")
+    include = await _check_sources(pool, [command.contactSourceId], "contactSourceId")
+    return await jobs_repository.create_audience_job(
+        pool,
+        {
+            "kind": "contact_source", "status": "scheduled", "content_id": message.content_id,
+            "app_keys": app_keys, "include": include, "name": command.campaignName,
+            "message_name": command.messageName, "scheduled_at": command.scheduledDate,
+            "options": send_options(
+                message, command.personalizationDefaults, using_app_frequency=False
+            ),
+        },
+    )  # fmt: skip
+
+
+async def create_campaign(pool: asyncpg.Pool, command: CreateCampaign) -> int:
+    if command.startNow and command.startAt is not None:
+        raise field_error("startAt", "give startNow or startAt, not both")
+    message = await resolve_message(pool, command.content)
+    app_keys = await check_app_keys(pool, command.appKeys, "appKeys")
+    include = await _check_sources(pool, command.include, "include")
+    exclude = await _check_sources(pool, command.exclude, "exclude")
+    started = command.startNow or command.startAt is not None
+    return await jobs_repository.create_audience_job(
+        pool,
+        {
+            "kind": "campaign", "status": "scheduled" if started else "draft",
+            "content_id": message.content_id, "app_keys": app_keys, "include": include,
+            "exclude": exclude, "name": command.name, "scheduled_at": command.startAt,
+            "batch_size": command.batching.recipientsPerBatch,
+            "pause_ms": round(command.batching.pauseSeconds * 1000),
+            "options": send_options(
+                message, command.personalizationDefaults,
+                using_app_frequency=command.usingAppFrequency,
+            ),
+        },
+    )  # fmt: skip
+
+
+async def test_send(pool: asyncpg.Pool, content: SendContent, command: TestSend) -> int:
+    message = await resolve_message(pool, content)
+    app_keys = await check_app_keys(pool, command.appKeys, "appKeys")
+    options = send_options(
+        message, command.personalizationDefaults, using_app_frequency=False, is_test=True
+    )
+    contact_ids = list(dict.fromkeys(command.contactIds))
+    return await jobs_repository.create_test_job(
+        pool, message.content_id, app_keys, options, contact_ids
+    )
+
+
+async def control(pool: asyncpg.Pool, job_id: int, action: str, **kwargs: Any) -> asyncpg.Record:
+    row, status = await jobs_repository.transition(pool, job_id, action, **kwargs)
+    if row is not None:
+        return row
+    if status is None:
+        raise ApiError(404, f"no send job with id {job_id}")
+    raise ApiError(409, f"cannot {action} a send job that is {status}")
+
+
+def job_view(row: asyncpg.Record) -> dict[str, Any]:
+    def iso(column: str) -> str | None:
+        return row[column].isoformat() if row[column] else None
+
+    return {
+        "id": row["id"], "kind": row["kind"], "status": row["status"], "name": row["name"],
+        "messageName": row["message_name"], "contentId": row["content_id"],
+        "appKeys": row["app_keys"], "include": row["include_sources"],
+        "exclude": row["exclude_sources"], "isTest": row["is_test"],
+        "batching": {
+            "recipientsPerBatch": row["batch_size"], "pauseSeconds": row["pause_ms"] / 1000
+        },
+        "scheduledAt": iso("scheduled_at"), "launchedAt": iso("launched_at"),
+        "completedAt": iso("completed_at"), "cancelledAt": iso("cancelled_at"),
+        "recipientsTotal": row["recipients_total"], "recipientsSent": row["recipients_sent"],
+        "batchesSent": row["batches_sent"],
+    }  # fmt: skip
