@@ -126,7 +126,7 @@ async def checkpoint(
     pool: asyncpg.Pool,
     job_id: int,
     owner: str,
-    lease_seconds: int,
+    lease_seconds: float,
     cursor: tuple[int, str],
     recipients: int,
 ) -> str | None:
@@ -147,6 +147,11 @@ async def checkpoint(
         float(lease_seconds),
     )
     return status
+
+
+async def status(pool: asyncpg.Pool, job_id: int) -> str | None:
+    value: str | None = await pool.fetchval("SELECT status FROM send_jobs WHERE id = $1", job_id)
+    return value
 
 
 async def finish(pool: asyncpg.Pool, job_id: int, owner: str) -> None:

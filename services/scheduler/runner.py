@@ -63,13 +63,10 @@ class JobRunner:
                 return
             for batch in plan_batches(rows, job.batch_size):
                 await self._produce(job, options, seq, batch)
+                # the lease must outlive the pause before the next batch
+                lease = self.lease_seconds + job.pause_ms / 1000
                 status = await repository.checkpoint(
-                    self.pool,
-                    job.id,
-                    self.owner,
-                    self.lease_seconds,
-                    batch.last_key,
-                    len(batch.recipients),
+                    self.pool, job.id, self.owner, lease, batch.last_key, len(batch.recipients)
                 )
                 seq, cursor = seq + 1, batch.last_key
                 if status != "running" or self.stopping.is_set():
@@ -77,6 +74,9 @@ class JobRunner:
                     return
                 if job.pause_ms:
                     await asyncio.sleep(job.pause_ms / 1000)
+                    # an operator may pause or cancel during the pause: honour it at once
+                    if await repository.status(self.pool, job.id) != "running":
+                        return
 
     async def _produce(
         self, job: ClaimedJob, options: SendOptions, seq: int, batch: PlannedBatch
