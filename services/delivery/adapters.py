@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -23,6 +24,31 @@ class PgDeliveryStore:
         self.pool = pool
         self._ttl = content_ttl_seconds
         self._contents: dict[str, tuple[float, Content | None]] = {}
+        # Limits change rarely; a change reaches the worker within ``limits_ttl`` seconds.
+        self._limits_ttl = 10.0
+        self._limits: dict[tuple[str, ...], tuple[float, Any]] = {}
+
+    async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
+        cached = self._limits.get(key)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        value = await load()
+        if len(self._limits) > 10_000:
+            self._limits.clear()
+        self._limits[key] = (time.monotonic() + self._limits_ttl, value)
+        return value
+
+    async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]:
+        limits: dict[str, dict[str, int]] = await self._cached(
+            ("apps", *app_keys), lambda: repository.load_app_limits(self.pool, app_keys)
+        )
+        return limits
+
+    async def tag_caps(self, tags: list[str]) -> dict[str, tuple[int, int]]:
+        caps: dict[str, tuple[int, int]] = await self._cached(
+            ("tags", *tags), lambda: repository.load_tag_caps(self.pool, tags)
+        )
+        return caps
 
     async def content(self, content_id: str) -> Content | None:
         cached = self._contents.get(content_id)

@@ -7,12 +7,19 @@ one query for the contacts, one INSERT for the entries, one pipelined Redis roun
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from services.delivery.caps import Cap, app_caps, tag_caps
 from services.delivery.repository import ContactState, Content, NewEntry
-from shared.events import BatchDelivered, BatchScheduled, RecipientOutcome, SkipReason
+from shared.events import (
+    BatchDelivered,
+    BatchScheduled,
+    Recipient,
+    RecipientOutcome,
+    SkipReason,
+)
 from shared.personalization import Personalizer
 from shared.personalization.urls import drop_unsafe_urls
 
@@ -24,6 +31,16 @@ class DeliveryStore(Protocol):
 
     async def file_entries(
         self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
+    ) -> set[str]: ...
+
+    async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]: ...
+
+    async def tag_caps(self, tags: list[str]) -> dict[str, tuple[int, int]]: ...
+
+
+class CapCounter(Protocol):
+    async def admit(
+        self, job_id: int, contact_ids: Sequence[str], caps: Sequence[Cap], now: datetime
     ) -> set[str]: ...
 
 
@@ -57,11 +74,13 @@ class BatchDeliverer:
     def __init__(
         self,
         store: DeliveryStore,
+        caps: CapCounter,
         signal: InboxSignal,
         emit: Callable[[BatchDelivered], Awaitable[None]],
         clock: Clock = lambda: datetime.now(UTC),
     ) -> None:
-        self.store, self.signal, self.emit, self.clock = store, signal, emit, clock
+        self.store, self.caps, self.signal, self.emit = store, caps, signal, emit
+        self.clock = clock
 
     async def deliver(self, batch: BatchScheduled) -> BatchDelivered:
         content = await self.store.content(batch.content_id)
@@ -74,32 +93,64 @@ class BatchDeliverer:
         now = self.clock()
         contacts = await self.store.contacts([r.contact_id for r in batch.recipients])
         expires_at = effective_expiry(batch.options.expiration_date, content.ttl_seconds, now)
+        skipped: dict[str, SkipReason] = {}
+        eligible = []
+        for recipient in batch.recipients:
+            contact = contacts.get(recipient.contact_id)
+            reason = self._skip_reason(contact, content, expires_at, now)
+            if reason is not None:
+                skipped[recipient.contact_id] = reason
+            else:
+                eligible.append(recipient)
+        capped = await self.caps.admit(
+            batch.job_id, [r.contact_id for r in eligible], await self._caps(batch, content), now
+        )
+        skipped.update(dict.fromkeys(capped, "frequency_capped"))
+        admitted = [r for r in eligible if r.contact_id not in capped]
+        entries = self._personalize(batch, content, admitted, contacts, expires_at)
+        filed = await self.store.file_entries(batch, content, entries)
+        skipped.update({e.contact_id: "duplicate" for e in entries if e.contact_id not in filed})
+        # Duplicates too: if an earlier attempt filed them but died before this signal
+        # (Redis down), only this retry can make their messages visible to sync.
+        await self.signal.inboxes_changed([e.contact_id for e in entries])
+        result = self._outcomes(batch, skipped)
+        await self.emit(result)
+        return result
+
+    @staticmethod
+    def _personalize(
+        batch: BatchScheduled,
+        content: Content,
+        recipients: list[Recipient],
+        contacts: dict[str, ContactState],
+        expires_at: datetime | None,
+    ) -> list[NewEntry]:
+        """Each recipient's copy of the content, merge tags filled, unsafe URLs blanked."""
         personalizer = Personalizer(
             content.personalization_defaults,
             content.personalization_formulas,
             batch.options.personalization_defaults,
         )
         views = max_views_for(batch, content)
-        skipped: dict[str, SkipReason] = {}
-        entries: list[NewEntry] = []
-        for recipient in batch.recipients:
-            contact = contacts.get(recipient.contact_id)
-            reason = self._skip_reason(contact, content, expires_at, now)
-            if reason is not None:
-                skipped[recipient.contact_id] = reason
-                continue
-            assert contact is not None
-            values = personalizer.values_for(recipient.personalization, contact.attributes)
+        entries = []
+        for recipient in recipients:
+            attributes = contacts[recipient.contact_id].attributes
+            values = personalizer.values_for(recipient.personalization, attributes)
             payload = drop_unsafe_urls(content.kind, personalizer.render_tree(content.body, values))
             entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
-        filed = await self.store.file_entries(batch, content, entries)
-        for entry in entries:
-            if entry.contact_id not in filed:
-                skipped[entry.contact_id] = "duplicate"
-        await self.signal.inboxes_changed(filed)
-        result = self._outcomes(batch, skipped)
-        await self.emit(result)
-        return result
+        return entries
+
+    async def _caps(self, batch: BatchScheduled, content: Content) -> list[Cap]:
+        """App limits count only usingAppFrequency sends; tag caps count every send whose
+        content carries the tag. Test sends count toward nothing."""
+        if batch.options.is_test:
+            return []
+        caps = []
+        if batch.options.using_app_frequency:
+            caps += app_caps(await self.store.app_limits(batch.app_keys))
+        if content.tags:
+            caps += tag_caps(await self.store.tag_caps(content.tags))
+        return caps
 
     @staticmethod
     def _skip_reason(

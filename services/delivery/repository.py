@@ -89,3 +89,17 @@ async def insert_entries(
         [e.expires_at for e in entries],
     )
     return {r["contact_id"] for r in rows}
+
+
+async def load_app_limits(pool: asyncpg.Pool, app_keys: list[str]) -> dict[str, dict[str, int]]:
+    rows = await pool.fetch(
+        "SELECT app_key, frequency_limits FROM apps WHERE app_key = ANY($1)", app_keys
+    )
+    return {r["app_key"]: r["frequency_limits"] for r in rows}
+
+
+async def load_tag_caps(pool: asyncpg.Pool, tags: list[str]) -> dict[str, tuple[int, int]]:
+    rows = await pool.fetch(
+        "SELECT tag, max_count, period_seconds FROM tag_caps WHERE tag = ANY($1)", tags
+    )
+    return {r["tag"]: (r["max_count"], r["period_seconds"]) for r in rows}

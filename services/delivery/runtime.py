@@ -15,6 +15,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_exponential_jitter
 
 from services.delivery import metrics
 from services.delivery.adapters import KafkaOutcomes, PgDeliveryStore, RedisInboxSignal
+from services.delivery.caps import FrequencyCaps
 from services.delivery.handlers import BatchDeliverer
 from shared.db import create_pool
 from shared.events import BatchScheduled
@@ -62,13 +63,19 @@ class DeliveryRuntime:
     ) -> None:
         self.pool, self.redis, self.producer = pool, redis_client, producer
         self.deliverer = BatchDeliverer(
-            PgDeliveryStore(pool), RedisInboxSignal(redis_client), KafkaOutcomes(producer)
+            PgDeliveryStore(pool),
+            FrequencyCaps(redis_client),
+            RedisInboxSignal(redis_client),
+            KafkaOutcomes(producer),
         )
 
     @classmethod
     async def connect(cls, settings: DeliverySettings) -> DeliveryRuntime:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
-        redis_client = aioredis.from_url(settings.redis_url)
+        # a stalled Redis surfaces as a timeout, and the batch is retried (fail-closed)
+        redis_client = aioredis.from_url(
+            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
+        )
         producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-delivery")
         await producer.start()
         return cls(pool, redis_client, producer)

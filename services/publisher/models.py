@@ -184,3 +184,11 @@ class TestSend(Strict):
     contactIds: list[ContactId] = Field(min_length=1, max_length=100)
     appKeys: list[str] = Field(min_length=1, max_length=50)
     personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+
+
+class PutTagCap(Strict):
+    """At most ``maxCount`` messages per contact per rolling ``periodSeconds``, counted
+    over every send whose content carries the tag."""
+
+    maxCount: int = Field(ge=1, le=100_000)
+    periodSeconds: int = Field(ge=1, le=31 * 86400)

@@ -207,3 +207,22 @@ async def upsert_contacts(conn: Executor, changes: list[ContactChange]) -> int:
             [r[2] for r in rows],
         )
     return len(rows)
+
+
+async def put_tag_cap(pool: asyncpg.Pool, tag: str, max_count: int, period_seconds: int) -> None:
+    await pool.execute(
+        """INSERT INTO tag_caps (tag, max_count, period_seconds) VALUES ($1, $2, $3)
+           ON CONFLICT (tag) DO UPDATE
+              SET max_count = $2, period_seconds = $3, updated_at = now()""",
+        tag,
+        max_count,
+        period_seconds,
+    )
+
+
+async def list_tag_caps(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch("SELECT tag, max_count, period_seconds FROM tag_caps ORDER BY tag")
+
+
+async def delete_tag_cap(pool: asyncpg.Pool, tag: str) -> bool:
+    return bool((await pool.execute("DELETE FROM tag_caps WHERE tag = $1", tag)).endswith(" 1"))

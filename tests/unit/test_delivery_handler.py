@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from services.delivery.caps import Cap
 from services.delivery.handlers import BatchDeliverer, effective_expiry
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
@@ -27,9 +28,22 @@ CONTENT = Content(
 
 
 class FakeStore:
-    def __init__(self, content: Content | None, contacts: dict[str, ContactState]) -> None:
+    def __init__(
+        self,
+        content: Content | None,
+        contacts: dict[str, ContactState],
+        app_limits: dict[str, dict[str, int]] | None = None,
+        tag_caps: dict[str, tuple[int, int]] | None = None,
+    ) -> None:
         self._content, self._contacts = content, contacts
+        self._app_limits, self._tag_caps = app_limits or {}, tag_caps or {}
         self.inbox: dict[tuple[int, str], NewEntry] = {}
+
+    async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]:
+        return {k: v for k, v in self._app_limits.items() if k in app_keys}
+
+    async def tag_caps(self, tags: list[str]) -> dict[str, tuple[int, int]]:
+        return {k: v for k, v in self._tag_caps.items() if k in tags}
 
     async def content(self, content_id: str) -> Content | None:
         return self._content if self._content and self._content.id == content_id else None
@@ -46,6 +60,34 @@ class FakeStore:
                 self.inbox[(batch.job_id, entry.contact_id)] = entry
                 filed.add(entry.contact_id)
         return filed
+
+
+class FakeCaps:
+    """The counting rule of services/delivery/caps.py in memory (the Lua script itself is
+    tested against the real Redis in tests/integration/test_frequency_caps.py)."""
+
+    def __init__(self) -> None:
+        self.sets: dict[tuple[str, str], dict[int, float]] = {}
+
+    async def admit(
+        self, job_id: int, contact_ids: Sequence[str], caps: Sequence[Cap], now: datetime
+    ) -> set[str]:
+        over = set()
+        t = now.timestamp() * 1000
+        for contact in contact_ids:
+            sets = [self.sets.setdefault((contact, cap.scope), {}) for cap in caps]
+            if any(job_id in members for members in sets):
+                continue
+            if any(
+                sum(1 for ts in members.values() if ts > t - window) >= limit
+                for cap, members in zip(caps, sets, strict=True)
+                for window, limit in cap.windows
+            ):
+                over.add(contact)
+                continue
+            for members in sets:
+                members[job_id] = t
+        return over
 
 
 class FakeSignal:
@@ -76,7 +118,7 @@ def deliverer(store: FakeStore) -> tuple[BatchDeliverer, FakeSignal, list[BatchD
     async def emit(result: BatchDelivered) -> None:
         emitted.append(result)
 
-    return BatchDeliverer(store, signal, emit, clock=lambda: NOW), signal, emitted
+    return BatchDeliverer(store, FakeCaps(), signal, emit, clock=lambda: NOW), signal, emitted
 
 
 def reasons(result: BatchDelivered) -> dict[str, str | None]:
@@ -124,7 +166,7 @@ async def test_the_same_batch_twice_files_once_and_reports_duplicate() -> None:
     second = await d.deliver(batch("a"))
     assert reasons(second) == {"a": "duplicate"}
     assert len(store.inbox) == 1
-    assert signal.changed == ["a"]
+    assert signal.changed == ["a", "a"]  # a retry re-signals: its first signal may have failed
 
 
 async def test_max_views_send_overrides_content_and_defaults_to_content() -> None:
@@ -188,3 +230,49 @@ async def test_personalization_cannot_smuggle_an_unsafe_url() -> None:
         "",
     )
     assert store.inbox[(7, "good")].payload["url"] == "https://example.com/x"
+
+
+async def test_app_limits_count_only_sends_using_app_frequency() -> None:
+    store = FakeStore(CONTENT, {"a": ContactState({}, {})}, app_limits={"app": {"perDay": 1}})
+    d, _, _ = deliverer(store)
+    plain = [await d.deliver(batch("a").model_copy(update={"job_id": j})) for j in (1, 2)]
+    assert [reasons(r) for r in plain] == [{"a": "delivered"}, {"a": "delivered"}]
+    counted = [
+        await d.deliver(batch("a", using_app_frequency=True).model_copy(update={"job_id": j}))
+        for j in (3, 4)
+    ]
+    assert [reasons(r) for r in counted] == [{"a": "delivered"}, {"a": "frequency_capped"}]
+
+
+async def test_tag_caps_apply_to_every_send_and_tests_count_toward_nothing() -> None:
+    tagged = Content(**{**CONTENT.__dict__, "tags": ["promo"]})
+    store = FakeStore(tagged, {"a": ContactState({}, {})}, tag_caps={"promo": (1, 3600)})
+    d, _, _ = deliverer(store)
+    test = await d.deliver(batch("a", is_test=True).model_copy(update={"job_id": 1}))
+    first = await d.deliver(batch("a").model_copy(update={"job_id": 2}))
+    second = await d.deliver(batch("a").model_copy(update={"job_id": 3}))
+    assert [reasons(r) for r in (test, first, second)] == [
+        {"a": "delivered"},
+        {"a": "delivered"},
+        {"a": "frequency_capped"},
+    ]
+
+
+async def test_a_redelivered_batch_is_not_capped_by_its_own_first_delivery() -> None:
+    store = FakeStore(CONTENT, {"a": ContactState({}, {})}, app_limits={"app": {"perDay": 1}})
+    d, _, _ = deliverer(store)
+    first = await d.deliver(batch("a", using_app_frequency=True))
+    again = await d.deliver(batch("a", using_app_frequency=True))
+    assert (reasons(first), reasons(again)) == ({"a": "delivered"}, {"a": "duplicate"})
+
+
+async def test_unsubscribed_is_decided_before_caps_and_does_not_use_a_slot() -> None:
+    store = FakeStore(
+        CONTENT,
+        {"out": ContactState({}, {"offers": False})},
+        app_limits={"app": {"perDay": 1}},
+    )
+    d, _, _ = deliverer(store)
+    result = await d.deliver(batch("out", using_app_frequency=True))
+    assert reasons(result) == {"out": "unsubscribed"}
+    assert store.inbox == {}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from services.publisher import contacts_import, handlers, repository
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
-from services.publisher.models import CreateApp, UpsertContact
+from services.publisher.models import CreateApp, PutTagCap, UpsertContact
 
 router = APIRouter(tags=["apps and contacts"])
 AppAdmin = Annotated[Principal, Depends(require("apps"))]
@@ -80,3 +80,32 @@ async def get_contact(
     if row is None:
         raise ApiError(404, f"no contact with id {contact_id!r}")
     return envelope(handlers.contact_view(row))
+
+
+TagPath = Annotated[str, Path(min_length=1, max_length=100)]
+
+
+def _tag_cap_view(tag: str, max_count: int, period_seconds: int) -> dict[str, Any]:
+    return {"tag": tag, "maxCount": max_count, "periodSeconds": period_seconds}
+
+
+@router.put("/tag-caps/{tag}")
+async def put_tag_cap(
+    tag: TagPath, body: PutTagCap, request: Request, _: AppAdmin
+) -> dict[str, Any]:
+    """Create or change a tag cap; the delivery worker applies it within seconds."""
+    await repository.put_tag_cap(request.app.state.pool, tag, body.maxCount, body.periodSeconds)
+    return envelope(_tag_cap_view(tag, body.maxCount, body.periodSeconds))
+
+
+@router.get("/tag-caps")
+async def list_tag_caps(request: Request, _: AppAdmin) -> dict[str, Any]:
+    rows = await repository.list_tag_caps(request.app.state.pool)
+    return envelope([_tag_cap_view(r["tag"], r["max_count"], r["period_seconds"]) for r in rows])
+
+
+@router.delete("/tag-caps/{tag}")
+async def delete_tag_cap(tag: TagPath, request: Request, _: AppAdmin) -> dict[str, Any]:
+    if not await repository.delete_tag_cap(request.app.state.pool, tag):
+        raise ApiError(404, f"no tag cap for {tag!r}")
+    return envelope({"tag": tag, "deleted": True})
