@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 from faust.contrib.asgi import serve_asgi
 
+from services.delivery import metrics
 from services.delivery.app import app, settings
 from services.delivery.runtime import DeliveryRuntime
 from shared.observability import ReadinessCheck
@@ -33,6 +34,10 @@ async def deliver_batches(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
             await runtime.handle(message.key, message.value, message.partition, message.offset)
+            highwater = app.consumer.highwater(message.tp)
+            if highwater is not None:
+                lag = max(highwater - message.offset - 1, 0)
+                metrics.CONSUMER_LAG.labels(str(message.partition)).set(lag)
     finally:
         holder.runtime = None
         await runtime.close()

@@ -1,6 +1,6 @@
 """Delivery metrics (prometheus-client); labels are bounded (reasons are an enum)."""
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 OUTCOMES = Counter(
     "pigeonhole_delivery_recipients_total",
@@ -14,3 +14,8 @@ BATCH_SECONDS = Histogram(
 )
 DEAD_LETTERS = Counter("pigeonhole_delivery_dead_letters_total", "Events sent to pigeonhole.dlq")
 RETRIES = Counter("pigeonhole_delivery_retries_total", "Batch attempts retried after an error")
+CONSUMER_LAG = Gauge(
+    "pigeonhole_delivery_consumer_lag",
+    "SendBatch events waiting behind the one just handled, per partition of pigeonhole.sends",
+    ["partition"],
+)
