@@ -39,11 +39,17 @@ class SchedulerSettings(CommonSettings):
     metrics_port: int = 9101
     poll_interval_seconds: float = 0.5
     lease_seconds: int = 30
+    # expired inbox entries are deleted this long after expiry, in chunks, every interval
+    purge_grace_seconds: int = 3600
+    purge_interval_seconds: float = 60
+    purge_chunk: int = 5000
 
 
 class DeliverySettings(CommonSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 9102
     consumer_group: str = "pigeonhole-delivery"
+    # App Inbox entries kept per contact; filing one more evicts the oldest
+    inbox_cap: int = 200
     # faust wants a data directory even with the in-memory store
     data_dir: str = ".stack/delivery"

@@ -55,7 +55,7 @@ start_one() { # name port
   fi
   cd "$REPO_DIR"
   env "$(env_for "$name" "$port")" PIGEONHOLE_DATA_DIR="$STATE_DIR/delivery" \
-    nohup "$PYTHON" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+    nohup "$PYTHON" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
   say "$name starting (pid $(cat "$pidfile"))"
 }
@@ -104,6 +104,12 @@ stop_one() { # name
 
 cmd=${1:-}
 mkdir -p "$LOG_DIR" "$RUN_DIR"
+# One `up` or `down` at a time: two overlapping runs would start a service twice and
+# lose track of one of them. (The services are started with the lock's descriptor closed.)
+if [[ "$cmd" == up || "$cmd" == down ]]; then
+  exec 9>"$RUN_DIR/services.lock"
+  flock 9
+fi
 case "$cmd" in
   up)
     for entry in "${SERVICES[@]}"; do start_one "${entry%%:*}" "${entry##*:}"; done

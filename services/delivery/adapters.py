@@ -13,15 +13,18 @@ from redis.asyncio import Redis
 from services.delivery import repository
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, BatchScheduled
-from shared.redis_keys import inbox_version
+from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
 
 class PgDeliveryStore:
     """Contents are immutable once published, so they are cached for a short while."""
 
-    def __init__(self, pool: asyncpg.Pool, content_ttl_seconds: float = 30.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, inbox_cap: int = 200, content_ttl_seconds: float = 30.0
+    ) -> None:
         self.pool = pool
+        self.inbox_cap = inbox_cap
         self._ttl = content_ttl_seconds
         self._contents: dict[str, tuple[float, Content | None]] = {}
         # Limits change rarely; a change reaches the worker within ``limits_ttl`` seconds.
@@ -64,7 +67,7 @@ class PgDeliveryStore:
     async def file_entries(
         self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
     ) -> set[str]:
-        return await repository.insert_entries(
+        filed = await repository.insert_entries(
             self.pool,
             job_id=batch.job_id,
             content=content,
@@ -72,6 +75,9 @@ class PgDeliveryStore:
             is_test=batch.options.is_test,
             entries=entries,
         )
+        if content.kind == "inbox":
+            await repository.evict_oldest(self.pool, sorted(filed), self.inbox_cap)
+        return filed
 
 
 class RedisInboxSignal:
@@ -79,14 +85,7 @@ class RedisInboxSignal:
         self.redis = redis
 
     async def inboxes_changed(self, contact_ids: Iterable[str]) -> None:
-        """One pipelined round trip bumps every changed inbox's version. A missing version
-        starts at the current time in milliseconds (see sync's ``current_version``)."""
-        start = int(time.time() * 1000)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for contact_id in contact_ids:
-                pipe.set(inbox_version(contact_id), start, nx=True)
-                pipe.incr(inbox_version(contact_id))
-            await pipe.execute()
+        await bump_inbox_versions(self.redis, contact_ids)
 
 
 class KafkaOutcomes:

@@ -103,3 +103,23 @@ async def load_tag_caps(pool: asyncpg.Pool, tags: list[str]) -> dict[str, tuple[
         "SELECT tag, max_count, period_seconds FROM tag_caps WHERE tag = ANY($1)", tags
     )
     return {r["tag"]: (r["max_count"], r["period_seconds"]) for r in rows}
+
+
+_EVICT = """
+UPDATE inbox_entries SET evicted_at = now()
+ WHERE id IN (
+       SELECT id FROM (
+              SELECT id, row_number() OVER (PARTITION BY contact_id ORDER BY id DESC) AS newer
+                FROM inbox_entries
+               WHERE contact_id = ANY($1) AND kind = 'inbox'
+                 AND deleted_at IS NULL AND evicted_at IS NULL) ranked
+        WHERE newer > $2)
+"""
+
+
+async def evict_oldest(pool: asyncpg.Pool, contact_ids: list[str], cap: int) -> int:
+    """Keep each contact's App Inbox at ``cap`` entries at most: the oldest go first."""
+    if not contact_ids:
+        return 0
+    result = await pool.execute(_EVICT, contact_ids, cap)
+    return int(result.split()[-1])

@@ -59,11 +59,15 @@ def _before_sleep(state: RetryCallState) -> None:
 
 class DeliveryRuntime:
     def __init__(
-        self, pool: asyncpg.Pool, redis_client: aioredis.Redis, producer: AIOKafkaProducer
+        self,
+        pool: asyncpg.Pool,
+        redis_client: aioredis.Redis,
+        producer: AIOKafkaProducer,
+        inbox_cap: int = 200,
     ) -> None:
         self.pool, self.redis, self.producer = pool, redis_client, producer
         self.deliverer = BatchDeliverer(
-            PgDeliveryStore(pool),
+            PgDeliveryStore(pool, inbox_cap),
             FrequencyCaps(redis_client),
             RedisInboxSignal(redis_client),
             KafkaOutcomes(producer),
@@ -78,7 +82,7 @@ class DeliveryRuntime:
         )
         producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-delivery")
         await producer.start()
-        return cls(pool, redis_client, producer)
+        return cls(pool, redis_client, producer, settings.inbox_cap)
 
     async def close(self) -> None:
         await self.producer.stop()

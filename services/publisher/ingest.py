@@ -14,24 +14,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from services.publisher import handlers, repository
+from services.publisher import handlers, repository, stats
 from services.publisher.errors import ApiError
 from services.publisher.models import CreateSend
-from shared.events import ContactUpserted, SendRequested
+from shared.events import BatchDelivered, ContactUpserted, MessageEngaged, SendRequested
 from shared.kafka import send_dead_letter
-from shared.topics import CONTACTS, SEND_REQUESTS
+from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
 
 log = logging.getLogger(__name__)
 TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
+M = TypeVar("M", bound=BaseModel)
 
 
 def _retrying() -> AsyncRetrying:
@@ -51,16 +52,10 @@ class Ingest:
         )  # fmt: skip
 
     async def contacts(self, records: list[Record]) -> None:
-        changes: list[repository.ContactChange] = []
-        for record in records:
-            try:
-                event = ContactUpserted.model_validate_json(record.value or b"")
-            except ValidationError as exc:
-                await self.dead_letter(
-                    record, "publisher-contacts", f"invalid ContactUpserted: {exc}"
-                )
-                continue
-            changes.append((event.contact_id, event.attributes or {}, event.subscriptions or {}))
+        events = await self._decode(records, ContactUpserted, "publisher-contacts")
+        changes: list[repository.ContactChange] = [
+            (e.contact_id, e.attributes or {}, e.subscriptions or {}) for e in events
+        ]
         async for attempt in _retrying():
             with attempt:
                 await repository.upsert_contacts(self.pool, changes)
@@ -85,6 +80,27 @@ class Ingest:
                 await self.dead_letter(record, "publisher-sends", "; ".join(reasons))
                 continue
             log.info("send request accepted", extra={"job_id": job_id, "event_id": event.event_id})
+
+    async def deliveries(self, records: list[Record]) -> None:
+        decoded = await self._decode(records, BatchDelivered, "publisher-stats")
+        async for attempt in _retrying():
+            with attempt:
+                await stats.apply_deliveries(self.pool, decoded)
+
+    async def engagement(self, records: list[Record]) -> None:
+        decoded = await self._decode(records, MessageEngaged, "publisher-stats")
+        async for attempt in _retrying():
+            with attempt:
+                await stats.apply_engagement(self.pool, decoded)
+
+    async def _decode(self, records: list[Record], model: type[M], consumer: str) -> list[M]:
+        decoded = []
+        for record in records:
+            try:
+                decoded.append(model.model_validate_json(record.value or b""))
+            except ValidationError as exc:
+                await self.dead_letter(record, consumer, f"invalid {model.__name__}: {exc}")
+        return decoded
 
 
 async def consume(
@@ -115,4 +131,6 @@ def consumers(bootstrap: str) -> dict[str, AIOKafkaConsumer]:
     return {
         CONTACTS.name: make(CONTACTS.name, "pigeonhole-publisher-contacts"),
         SEND_REQUESTS.name: make(SEND_REQUESTS.name, "pigeonhole-publisher-send-requests"),
+        DELIVERIES.name: make(DELIVERIES.name, "pigeonhole-publisher-stats-deliveries"),
+        ENGAGEMENT.name: make(ENGAGEMENT.name, "pigeonhole-publisher-stats-engagement"),
     }

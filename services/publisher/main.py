@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher.api import campaigns, content, directory, inbox, sends, sources
+from services.publisher.api import campaigns, content, directory, inbox, sends, sources, stats
 from services.publisher.errors import install_error_handlers
 from services.publisher.ingest import Ingest, consume, consumers
 from shared.db import create_pool
@@ -17,7 +17,7 @@ from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import install_ops_routes, serve_http
 from shared.settings import PublisherSettings
-from shared.topics import CONTACTS, SEND_REQUESTS
+from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
 
 
 def create_app(settings: PublisherSettings | None = None) -> FastAPI:
@@ -32,7 +32,12 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-publisher")
         await app.state.producer.start()
         ingest = Ingest(app.state.pool, app.state.producer)
-        handlers = {CONTACTS.name: ingest.contacts, SEND_REQUESTS.name: ingest.send_requests}
+        handlers = {
+            CONTACTS.name: ingest.contacts,
+            SEND_REQUESTS.name: ingest.send_requests,
+            DELIVERIES.name: ingest.deliveries,
+            ENGAGEMENT.name: ingest.engagement,
+        }
         app.state.consumers = {
             topic: asyncio.create_task(consume(consumer, handlers[topic]), name=topic)
             for topic, consumer in consumers(settings.kafka_bootstrap).items()
@@ -62,6 +67,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         campaigns.router,
         directory.router,
         sources.router,
+        stats.router,
     ):
         app.include_router(router)
 

@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.scheduler import metrics
+from services.scheduler.purge import purge_periodically
 from services.scheduler.runner import JobRunner
 from shared.db import create_pool
 from shared.kafka import durable_producer
@@ -82,12 +83,19 @@ async def serve(settings: SchedulerSettings) -> None:
         ),
     )
     web = asyncio.create_task(server.serve())
+    purge = asyncio.create_task(
+        purge_periodically(
+            pool, settings.purge_grace_seconds, settings.purge_chunk,
+            settings.purge_interval_seconds, stop,
+        )
+    )  # fmt: skip
     log.info("scheduler started", extra={"owner": owner})
     try:
         await poll_loop(runner, wake, stop, settings.poll_interval_seconds)
     finally:
         server.should_exit = True
         await web
+        await purge
         await listener.close()
         await producer.stop()
         await pool.close()

@@ -11,3 +11,4 @@ PRODUCE_SECONDS = Histogram(
     "Time from producing a batch to Kafka's acknowledgement",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
+PURGED = Counter("pigeonhole_scheduler_purged_entries_total", "Expired inbox entries deleted")

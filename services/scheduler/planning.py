@@ -29,7 +29,12 @@ class PlannedBatch:
     last_key: tuple[int, str]
 
 
-def plan_batches(rows: Iterable[AudienceRow], batch_size: int) -> list[PlannedBatch]:
+def plan_batches(
+    rows: Iterable[AudienceRow], batch_size: int, *, more_may_follow: bool = False
+) -> list[PlannedBatch]:
+    """Batches of at most ``batch_size`` recipients, one bucket each. When the page was
+    full (``more_may_follow``), a short last batch is left for the next page, which starts
+    after the last batch planned here, so batches are not cut short at page boundaries."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     batches: list[PlannedBatch] = []
@@ -55,4 +60,6 @@ def plan_batches(rows: Iterable[AudienceRow], batch_size: int) -> list[PlannedBa
             close()
         current.append(row)
     close()
+    if more_may_follow and len(batches) > 1 and len(batches[-1].recipients) < batch_size:
+        batches.pop()
     return batches

@@ -20,6 +20,9 @@ from shared.events import BatchScheduled, SendOptions
 from shared.topics import SENDS, partition_of
 
 log = logging.getLogger(__name__)
+# Recipients read per page, in batches; a short batch at a page's end is re-read with the
+# next page rather than sent short.
+PAGE_BATCHES = 4
 
 
 class JobRunner:
@@ -55,13 +58,14 @@ class JobRunner:
         cursor, seq = job.cursor, job.batches_sent
         options = SendOptions.model_validate(job.options)
         while True:
-            rows = await repository.fetch_audience_page(self.pool, job, cursor, job.batch_size)
+            page = job.batch_size * PAGE_BATCHES
+            rows = await repository.fetch_audience_page(self.pool, job, cursor, page)
             if not rows:
                 await repository.finish(self.pool, job.id, self.owner)
                 metrics.JOBS_COMPLETED.inc()
                 log.info("send job completed", extra={"job_id": job.id, "batches": seq})
                 return
-            for batch in plan_batches(rows, job.batch_size):
+            for batch in plan_batches(rows, job.batch_size, more_may_follow=len(rows) == page):
                 await self._produce(job, options, seq, batch)
                 # the lease must outlive the pause before the next batch
                 lease = self.lease_seconds + job.pause_ms / 1000
@@ -75,7 +79,9 @@ class JobRunner:
                 if job.pause_ms:
                     await asyncio.sleep(job.pause_ms / 1000)
                     # an operator may pause or cancel during the pause: honour it at once
-                    if await repository.status(self.pool, job.id) != "running":
+                    status = await repository.status(self.pool, job.id)
+                    if status != "running":
+                        log.info("send job stopped", extra={"job_id": job.id, "status": status})
                         return
 
     async def _produce(

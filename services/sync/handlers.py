@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from services.sync import repository
+from services.sync import inbox, repository
 from services.sync.auth import Device
 from shared.redis_keys import inbox_version
 
@@ -64,5 +64,5 @@ async def sync(
         return {"changed": False, **answer}
     rows = await repository.pending_inapp(pool, device.contact_id, device.app.app_key)
     messages = [m for m in (message_view(r, request.platform) for r in rows) if m is not None]
-    unread = await repository.unread_inbox_count(pool, device.contact_id, device.app.app_key)
+    unread = await inbox.unread_count(pool, device.contact_id, device.app.app_key)
     return {"changed": True, "messages": messages, "inboxUnreadCount": unread, **answer}

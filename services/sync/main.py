@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from services.sync import handlers
-from services.sync.auth import AppCache, Device, authenticate
+from services.sync import api
+from services.sync.auth import AppCache
 from shared.db import create_pool
+from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import install_ops_routes, serve_http
 from shared.settings import SyncSettings
-
-AuthenticatedDevice = Annotated[Device, Depends(authenticate)]
 
 
 def create_app(settings: SyncSettings | None = None) -> FastAPI:
@@ -29,9 +28,12 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         )
         app.state.redis = aioredis.from_url(settings.redis_url)
         app.state.apps = AppCache(app.state.pool)
+        app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-sync")
+        await app.state.producer.start()
         try:
             yield
         finally:
+            await app.state.producer.stop()
             await app.state.redis.aclose()
             await app.state.pool.close()
 
@@ -41,12 +43,16 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.post("/v1/sync")
-    async def sync(
-        body: handlers.SyncRequest, request: Request, device: AuthenticatedDevice
-    ) -> Any:
-        """The phone home: pending in-app messages for this platform, or "nothing new"."""
-        return await handlers.sync(request.app.state.pool, request.app.state.redis, device, body)
+    app.include_router(api.router)
+    # Web pages on the customer's own origins call the device API; credentials travel in
+    # headers (never cookies), so any origin may call it.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-App-Key"],
+        max_age=3600,
+    )
 
     def checks() -> dict[str, ReadinessCheck]:
         async def postgres() -> None:

@@ -16,17 +16,6 @@ SELECT id, content_id, payload, max_views, views, expires_at
  LIMIT $3
 """
 
-_UNREAD_INBOX = """
-SELECT count(*) FROM inbox_entries
- WHERE contact_id = $1 AND kind = 'inbox' AND $2 = ANY(app_keys)
-   AND deleted_at IS NULL AND read_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-"""
-
 
 async def pending_inapp(pool: asyncpg.Pool, contact_id: str, app_key: str) -> list[asyncpg.Record]:
     return await pool.fetch(_PENDING_INAPP, contact_id, app_key, PENDING_LIMIT)
-
-
-async def unread_inbox_count(pool: asyncpg.Pool, contact_id: str, app_key: str) -> int:
-    count: int = await pool.fetchval(_UNREAD_INBOX, contact_id, app_key)
-    return count

@@ -96,18 +96,29 @@ async def _protected_endpoints() -> list[tuple[str, str]]:
 
 
 async def test_every_endpoint_refuses_missing_wrong_or_under_scoped_tokens() -> None:
-    under_scoped = create_token("stats")  # a scope no endpoint here accepts
     cases = [
         ({}, 401),
         ({"Authorization": "Bearer ph_00000000_not-a-real-token"}, 401),
         ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
-        ({"Authorization": f"Bearer {under_scoped}"}, 403),
     ]
+    # Two tokens with disjoint narrow scopes: every endpoint needs one scope, so at least
+    # one of the two is refused with 403, and neither may pass unless it has that scope.
+    narrow = {scope: create_token(scope) for scope in ("stats", "contacts")}
     for method, path in await _protected_endpoints():
         for headers, status in cases:
             async with httpx.AsyncClient(base_url=PUBLISHER_URL, headers=headers) as client:
                 response = await client.request(method, path, json={})
             assert response.status_code == status, (method, path, headers, response.text)
+        refused = []
+        for scope, token in narrow.items():
+            async with httpx.AsyncClient(
+                base_url=PUBLISHER_URL, headers={"Authorization": f"Bearer {token}"}
+            ) as client:
+                response = await client.request(method, path, json={})
+            if response.status_code == 403:
+                assert f"'{scope}'" not in response.text
+                refused.append(scope)
+        assert refused, (method, path, "no narrow token was refused")
 
 
 async def test_a_token_without_the_scope_is_forbidden() -> None:

@@ -42,3 +42,12 @@ def test_empty_page_plans_nothing_and_bad_size_is_refused() -> None:
     assert plan_batches([], 10) == []
     with pytest.raises(ValueError):
         plan_batches(rows([(0, 1)]), 0)
+
+
+def test_a_full_page_leaves_its_short_tail_for_the_next_page() -> None:
+    page = rows([(1, 5), (2, 3)])
+    planned = plan_batches(page, 4, more_may_follow=True)
+    assert [(b.bucket, len(b.recipients)) for b in planned] == [(1, 4), (1, 1)]
+    assert planned[-1].last_key == (1, "c001-0004")  # the next page starts after this
+    final = plan_batches(page, 4, more_may_follow=False)
+    assert [(b.bucket, len(b.recipients)) for b in final] == [(1, 4), (1, 1), (2, 3)]

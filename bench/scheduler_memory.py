@@ -1,0 +1,451 @@
+"""Does the scheduler's memory stay flat however large the audience? Launch a campaign to
+an N-contact query source (and, for comparison, to N/10) and sample the scheduler's
+resident memory while it schedules.
+
+    .venv/bin/python bench/scheduler_memory.py              # N = 1,000,000
+    .venv/bin/python bench/scheduler_memory.py --n 100000   # a quick run
+
+Needs the stack (`make up`). The contacts are written straight into PostgreSQL with COPY
+(the API import would dominate the run); the source, app, content and campaign go through
+the publisher API. The stack's scheduler is stopped so that the measured scheduler is the
+only one running; each phase starts a fresh ``python -m services.scheduler`` (metrics on a
+spare port) and samples VmRSS from /proc/<pid>/status every 0.5 s until the job is
+completed. Afterwards the benchmark's contacts, inbox entries and Redis inbox versions are
+deleted and the stack's scheduler is started again (`deploy/local/services.sh up`).
+
+Figures go to stdout, to bench/results/scheduler_memory.json and to a last line
+``BENCH scheduler_memory n=... ratio=...`` where ratio = peak RSS at N / peak RSS at N/10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from shared.redis_keys import PREFIX  # noqa: E402
+from shared.settings import DeliverySettings, SchedulerSettings  # noqa: E402
+from shared.topics import SENDS, bucket_of  # noqa: E402
+from tests.seed_payloads import BOTTOM_BANNER  # noqa: E402
+
+PUBLISHER = "http://127.0.0.1:8080"
+STATE_DIR = Path(os.environ.get("PIGEONHOLE_STATE_DIR", REPO / ".stack"))
+STACK_SCHEDULER_PORT = 9101
+BENCH_SCHEDULER_PORT = 19121
+RESULTS = REPO / "bench" / "results" / "scheduler_memory.json"
+COPY_CHUNK = 50_000
+SAMPLE_SECONDS = 0.5
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def is_scheduler(pid: int) -> bool:
+    try:
+        return b"services.scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def listening_pid(port: int) -> int | None:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(fd_dir.parent.name)
+    return None
+
+
+def stop_stack_scheduler() -> None:
+    """SIGTERM the stack's scheduler (pid file, and whatever scheduler serves its port)."""
+    candidates = {listening_pid(STACK_SCHEDULER_PORT)}
+    with contextlib.suppress(OSError, ValueError):
+        candidates.add(int((STATE_DIR / "run" / "scheduler.pid").read_text().strip()))
+    for pid in candidates:
+        if pid is None or not alive(pid) or not is_scheduler(pid):
+            continue
+        log(f"stopping the stack's scheduler (pid {pid})")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while alive(pid):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the stack's scheduler (pid {pid}) did not stop in 30 s")
+            time.sleep(0.1)
+
+
+def start_stack_services() -> None:
+    log("starting the stack's scheduler again (deploy/local/services.sh up)")
+    subprocess.run(["bash", "deploy/local/services.sh", "up"], cwd=REPO, check=False)
+
+
+class Scheduler:
+    def __init__(self, log_path: Path) -> None:
+        env = {**os.environ, "PIGEONHOLE_METRICS_PORT": str(BENCH_SCHEDULER_PORT)}
+        with log_path.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "services.scheduler"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.pid = self.process.pid
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the scheduler exited early; see {log_path}")
+            with contextlib.suppress(OSError):
+                url = f"http://127.0.0.1:{BENCH_SCHEDULER_PORT}/readyz"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise SystemExit("the benchmark's scheduler was not ready within 60 s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+# ---------------------------------------------------------------- data
+
+
+def admin_token() -> str:
+    cli = str(Path(sys.executable).parent / "pigeonhole")
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    done = subprocess.run(
+        [cli, "tokens", "create", "--name", name, "--scope", "admin"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().splitlines()[-1]
+
+
+def contact_id(run: str, i: int) -> str:
+    return f"bm-{run}-{i}"
+
+
+async def insert_contacts(conn: asyncpg.Connection, run: str, count: int) -> float:
+    """COPY ``count`` contacts with attribute ``run``; return the seconds it took."""
+    started = time.monotonic()
+    attributes = json.dumps({"run": run})
+    for start in range(0, count, COPY_CHUNK):
+        rows = []
+        for i in range(start, min(start + COPY_CHUNK, count)):
+            cid = contact_id(run, i)
+            rows.append((cid, bucket_of(cid), attributes))
+        await conn.copy_records_to_table(
+            "contacts", records=rows, columns=["contact_id", "bucket", "attributes"]
+        )
+    return time.monotonic() - started
+
+
+async def create_campaign(
+    api: httpx.AsyncClient, run: str, app_key: str, content_id: str, batch: int
+) -> int:
+    source = await api.post(
+        "/contact-sources",
+        json={"name": f"bench-{run}", "query": {"attribute": "run", "op": "eq", "value": run}},
+    )
+    source.raise_for_status()
+    created = await api.post(
+        "/campaigns",
+        json={
+            "name": f"bench scheduler memory {run}",
+            "content": {"inAppMessage": {"inAppContentId": content_id}},
+            "include": [source.json()["data"]["id"]],
+            "appKeys": [app_key],
+            "batching": {"recipientsPerBatch": batch, "pauseSeconds": 0},
+            "startNow": True,
+        },
+    )
+    if created.status_code != 201:
+        raise SystemExit(f"POST /campaigns: {created.status_code} {created.text}")
+    job_id: int = created.json()["data"]["id"]
+    return job_id
+
+
+# ---------------------------------------------------------------- one phase
+
+
+@dataclass
+class Phase:
+    n: int
+    job_id: int = 0
+    run: str = ""
+    insert_seconds: float = 0.0
+    seconds: float = 0.0  # launched_at -> completed_at, as the scheduler recorded them
+    batches: int = 0
+    recipients: int = 0
+    batches_per_s: float = 0.0
+    recipients_per_s: float = 0.0
+    rss_start_mb: float = 0.0
+    rss_median_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    samples: list[tuple[float, float, int]] = field(default_factory=list)  # (t, MB, sent)
+
+
+def mb(kib: int) -> float:
+    return round(kib / 1024, 1)
+
+
+async def run_phase(
+    phase: Phase,
+    conn: asyncpg.Connection,
+    api: httpx.AsyncClient,
+    app_key: str,
+    content_id: str,
+    batch: int,
+    log_dir: Path,
+) -> None:
+    """Insert the phase's contacts, launch, sample until completed, delete the contacts."""
+    n = phase.n
+    log(f"N={n:,}: inserting contacts (run {phase.run})")
+    phase.insert_seconds = round(await insert_contacts(conn, phase.run, n), 1)
+    await conn.execute("ANALYZE contacts")
+    log(f"N={n:,}: {n:,} contacts in {phase.insert_seconds} s; starting a scheduler")
+    scheduler = Scheduler(log_dir / f"scheduler-{n}.log")
+    try:
+        await asyncio.sleep(2)  # let it settle after start-up
+        start_kib = rss_kib(scheduler.pid) or 0
+        phase.job_id = await create_campaign(api, phase.run, app_key, content_id, batch)
+        log(f"N={n:,}: campaign {phase.job_id} launched; sampling pid {scheduler.pid}")
+        kibs: list[int] = []
+        t0 = time.monotonic()
+        last_report = t0
+        while True:
+            kib = rss_kib(scheduler.pid)
+            if kib is None:
+                raise SystemExit(f"the scheduler died; see {log_dir}")
+            row = await conn.fetchrow(
+                "SELECT status, recipients_sent FROM send_jobs WHERE id = $1", phase.job_id
+            )
+            assert row is not None
+            kibs.append(kib)
+            phase.samples.append((round(time.monotonic() - t0, 2), mb(kib), row[1]))
+            if row[0] == "completed":
+                break
+            if time.monotonic() - last_report > 10:
+                log(f"  {row[1]:,} sent, RSS {mb(kib)} MB")
+                last_report = time.monotonic()
+            await asyncio.sleep(SAMPLE_SECONDS)
+        end_kib = rss_kib(scheduler.pid) or kibs[-1]
+    finally:
+        scheduler.stop()
+    # from here on delivery skips this run's recipients as unknown: the backlog drains fast
+    deleted = await conn.execute("DELETE FROM contacts WHERE attributes->>'run' = $1", phase.run)
+    log(f"N={n:,}: the run's contacts deleted ({deleted})")
+    job = await conn.fetchrow(
+        """SELECT extract(epoch FROM completed_at - launched_at) AS seconds, batches_sent,
+                  recipients_sent, recipients_total FROM send_jobs WHERE id = $1""",
+        phase.job_id,
+    )
+    assert job is not None
+    if job["recipients_sent"] != n or job["recipients_total"] != n:
+        raise SystemExit(f"job {phase.job_id}: {dict(job)}, expected {n} recipients")
+    phase.seconds = round(float(job["seconds"]), 2)
+    phase.batches, phase.recipients = job["batches_sent"], job["recipients_sent"]
+    phase.batches_per_s = round(phase.batches / phase.seconds, 1)
+    phase.recipients_per_s = round(phase.recipients / phase.seconds)
+    phase.rss_start_mb, phase.rss_end_mb = mb(start_kib), mb(end_kib)
+    phase.rss_median_mb = mb(int(statistics.median(kibs)))
+    phase.rss_peak_mb = mb(max(kibs))
+    log(
+        f"N={n:,}: {phase.seconds} s, {phase.recipients_per_s:,} recipients/s, RSS start "
+        f"{phase.rss_start_mb} MB, median {phase.rss_median_mb}, peak {phase.rss_peak_mb}, "
+        f"end {phase.rss_end_mb}"
+    )
+
+
+# ---------------------------------------------------------------- clean-up
+
+
+async def delivery_lag(bootstrap: str, group: str) -> int:
+    """How many pigeonhole.sends messages the delivery worker has not committed yet."""
+    partitions = [TopicPartition(SENDS.name, p) for p in range(SENDS.partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return sum(
+        max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items()
+    )
+
+
+async def wait_for_delivery(within: float) -> None:
+    settings = DeliverySettings()
+    deadline = time.monotonic() + within
+    while (lag := await delivery_lag(settings.kafka_bootstrap, settings.consumer_group)) > 0:
+        if time.monotonic() > deadline:
+            log(f"delivery still {lag} batches behind after {within:.0f} s; cleaning up anyway")
+            return
+        log(f"  delivery worker {lag} batches behind")
+        await asyncio.sleep(5)
+
+
+async def clean_up(conn: asyncpg.Connection, phases: list[Phase], redis_url: str) -> None:
+    for phase in phases:  # already done unless a phase failed
+        await conn.execute("DELETE FROM contacts WHERE attributes->>'run' = $1", phase.run)
+    await wait_for_delivery(within=900)
+    redis = aioredis.from_url(redis_url)
+    try:
+        for phase in phases:
+            if phase.job_id:
+                deleted = await conn.execute(
+                    "DELETE FROM inbox_entries WHERE send_job_id = $1", phase.job_id
+                )
+                log(f"job {phase.job_id}: inbox entries {deleted}")
+            keys = 0
+            batch: list[bytes] = []
+            async for key in redis.scan_iter(
+                match=f"{PREFIX}:inbox:{{bm-{phase.run}-*", count=5000
+            ):
+                batch.append(key)
+                if len(batch) >= 5000:
+                    keys += await redis.unlink(*batch)
+                    batch = []
+            if batch:
+                keys += await redis.unlink(*batch)
+            log(f"run {phase.run}: {keys} Redis inbox versions deleted")
+    finally:
+        await redis.aclose()
+
+
+# ---------------------------------------------------------------- main
+
+
+async def main(n: int, batch: int) -> int:
+    settings = SchedulerSettings()
+    log_dir = STATE_DIR / "logs" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    conn: asyncpg.Connection = await asyncpg.connect(settings.database_url)
+    phases: list[Phase] = []
+    headers = {"Authorization": f"Bearer {admin_token()}"}
+    try:
+        async with httpx.AsyncClient(base_url=PUBLISHER, headers=headers, timeout=60) as api:
+            app = await api.post("/apps", json={"name": f"bench-{uuid.uuid4().hex[:6]}"})
+            app.raise_for_status()
+            content = await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)
+            content.raise_for_status()
+            app_key, content_id = app.json()["data"]["appKey"], content.json()["data"]["id"]
+            stop_stack_scheduler()
+            try:
+                for size in (max(1, n // 10), n):
+                    phases.append(Phase(n=size, run=uuid.uuid4().hex[:12]))
+                    await run_phase(phases[-1], conn, api, app_key, content_id, batch, log_dir)
+            finally:
+                start_stack_services()
+    finally:
+        try:
+            await clean_up(conn, phases, settings.redis_url)
+        finally:
+            await conn.close()
+
+    small, large = phases
+    ratio = round(large.rss_peak_mb / small.rss_peak_mb, 3)
+    result: dict[str, Any] = {
+        "benchmark": "scheduler_memory",
+        "n": n,
+        "recipients_per_batch": batch,
+        "seconds": large.seconds,
+        "batches_per_s": large.batches_per_s,
+        "recipients_per_s": large.recipients_per_s,
+        "rss_start_mb": large.rss_start_mb,
+        "rss_median_mb": large.rss_median_mb,
+        "rss_peak_mb": large.rss_peak_mb,
+        "rss_end_mb": large.rss_end_mb,
+        "rss_peak_small_mb": small.rss_peak_mb,
+        "ratio": ratio,
+        "phases": [
+            {k: v for k, v in asdict(p).items() if k not in ("samples", "run")} for p in phases
+        ],
+        "samples": {str(p.n): p.samples for p in phases},
+        "host": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    log(f"written {RESULTS.relative_to(REPO)}")
+    print(
+        f"BENCH scheduler_memory n={n} seconds={large.seconds} "
+        f"recipients_per_s={large.recipients_per_s} rss_start_mb={large.rss_start_mb} "
+        f"rss_peak_mb={large.rss_peak_mb} rss_peak_small_mb={small.rss_peak_mb} ratio={ratio}",
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--n", type=int, default=1_000_000, help="audience size (default 1M)")
+    parser.add_argument("--batch", type=int, default=1000, help="recipients per batch")
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.n, args.batch)))

@@ -1,0 +1,68 @@
+"""The App Inbox of one contact in one app: list, unread count, read, delete.
+
+Expired, deleted and evicted entries never appear. Reading and deleting are idempotent;
+naming a message that is not this contact's (or does not exist) is a 404 either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+MAX_PAGE = 100
+
+_VISIBLE = """
+contact_id = $1 AND kind = 'inbox' AND $2 = ANY(app_keys)
+AND deleted_at IS NULL AND evicted_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+"""
+
+
+async def page(
+    pool: asyncpg.Pool, contact_id: str, app_key: str, before: int | None, limit: int
+) -> list[asyncpg.Record]:
+    """Newest first; ``before`` is the id of the last entry of the previous page."""
+    return await pool.fetch(
+        f"""SELECT id, content_id, payload, delivered_at, expires_at, read_at FROM inbox_entries
+             WHERE {_VISIBLE} AND ($3::bigint IS NULL OR id < $3)
+             ORDER BY id DESC LIMIT $4""",
+        contact_id, app_key, before, limit,
+    )  # fmt: skip
+
+
+async def unread_count(pool: asyncpg.Pool, contact_id: str, app_key: str) -> int:
+    count: int = await pool.fetchval(
+        f"SELECT count(*) FROM inbox_entries WHERE {_VISIBLE} AND read_at IS NULL",
+        contact_id, app_key,
+    )  # fmt: skip
+    return count
+
+
+async def mark(
+    pool: asyncpg.Pool, contact_id: str, app_key: str, entry_id: int, column: str
+) -> asyncpg.Record | None:
+    """Stamp ``read_at`` or ``deleted_at`` (first time wins); None if not this contact's."""
+    assert column in ("read_at", "deleted_at")
+    return await pool.fetchrow(
+        f"""UPDATE inbox_entries SET {column} = coalesce({column}, now())
+             WHERE id = $3 AND {_VISIBLE}
+         RETURNING id, send_job_id, content_id, {column} AS at""",
+        contact_id, app_key, entry_id,
+    )  # fmt: skip
+
+
+def entry_view(row: asyncpg.Record) -> dict[str, Any]:
+    payload = row["payload"]
+    return {
+        "id": str(row["id"]),
+        "inboxContentId": row["content_id"],
+        "title": payload.get("title"),
+        "text": payload.get("text"),
+        "url": payload.get("url") or None,
+        "openInNewTab": bool(payload.get("openInNewTab", False)),
+        "image": payload.get("image") or None,
+        "logo": payload.get("logo") or None,
+        "deliveredAt": row["delivered_at"].isoformat(),
+        "expiresAt": row["expires_at"].isoformat() if row["expires_at"] else None,
+        "read": row["read_at"] is not None,
+    }
