@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from services.publisher import dead_letters
 from services.publisher.auth import SCOPES, create_token
 from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics
@@ -21,9 +22,11 @@ cli = typer.Typer(help="Pigeonhole operator commands.", no_args_is_help=True)
 tokens = typer.Typer(help="Management API tokens.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 kafka = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+dlq = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
 cli.add_typer(tokens, name="tokens")
 cli.add_typer(db, name="db")
 cli.add_typer(kafka, name="kafka")
+cli.add_typer(dlq, name="dlq")
 
 
 @tokens.command("create")
@@ -64,6 +67,34 @@ def kafka_create_topics() -> None:
     """Create every contract topic that does not exist yet."""
     created = asyncio.run(ensure_topics(CommonSettings().kafka_bootstrap))
     typer.echo(f"created {len(created)} topic(s){': ' + ', '.join(created) if created else ''}")
+
+
+@dlq.command("show")
+def dlq_show(
+    last: Annotated[int, typer.Option(help="how many of the newest to show")] = 20,
+) -> None:
+    """The newest dead letters: where each came from, why it failed, what it was."""
+    letters = asyncio.run(dead_letters.read(CommonSettings().kafka_bootstrap, last))
+    for offset, letter in letters:
+        typer.echo(
+            f"#{offset} {letter.occurred_at:%Y-%m-%d %H:%M:%S} {letter.source_topic} "
+            f"[{letter.consumer}] key={letter.key!r}\n  error: {letter.error[:500]}\n"
+            f"  value: {letter.value[:500]}"
+        )
+    typer.echo(f"{len(letters)} dead letter(s)")
+
+
+@dlq.command("replay")
+def dlq_replay(
+    offset: Annotated[list[int], typer.Argument(help="DLQ offsets, as `dlq show` prints them")],
+) -> None:
+    """Send dead-lettered events back to their topics (after fixing what failed)."""
+    try:
+        replayed = asyncio.run(dead_letters.replay(CommonSettings().kafka_bootstrap, offset))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    for line in replayed:
+        typer.echo(f"replayed {line}")
 
 
 def main() -> None:
