@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from services.sync import events, handlers, inbox
+from services.sync import events, handlers, inbox, metrics
 from services.sync.auth import Device, authenticate
 from shared.events import MessageEngaged
 from shared.redis_keys import bump_inbox_versions
@@ -61,6 +61,10 @@ async def report_events(
     if applied:
         await bump_inbox_versions(request.app.state.redis, [device.contact_id])
     accepted = {a.event_id.split(":", 1)[1] for a in applied}
+    for event in body.events:
+        metrics.EVENTS.labels(
+            event.type, "accepted" if event.eventId in accepted else "duplicate"
+        ).inc()
     return {
         "accepted": len(accepted),
         "duplicates": len(body.events) - len(accepted),

@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from services.sync import inbox, repository
+from services.sync import inbox, metrics, repository
 from services.sync.auth import Device
 from shared.redis_keys import inbox_version
 
@@ -61,7 +61,9 @@ async def sync(
         "nextSyncAfterSeconds": device.app.next_sync_after_seconds,
     }
     if request.cursor == cursor:
+        metrics.PHONE_HOMES.labels("nothing_new", request.platform).inc()
         return {"changed": False, **answer}
+    metrics.PHONE_HOMES.labels("changed", request.platform).inc()
     rows = await repository.pending_inapp(pool, device.contact_id, device.app.app_key)
     messages = [m for m in (message_view(r, request.platform) for r in rows) if m is not None]
     unread = await inbox.unread_count(pool, device.contact_id, device.app.app_key)
