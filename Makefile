@@ -62,5 +62,12 @@ fmt: venv ## format and fix what ruff can
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
 
+bench: up ## run every benchmark against the local stack; BENCH_N=100000 for a quick run
+	@$(BIN)/python -m bench.fanout $(if $(BENCH_N),--n $(BENCH_N))
+	@$(BIN)/python -m bench.delivery_throughput $(if $(BENCH_N),--n $(BENCH_N))
+	@$(BIN)/python -m bench.sync_load $(if $(BENCH_N),--contacts $(BENCH_N))
+	@$(BIN)/python -m bench.scheduler_memory $(if $(BENCH_N),--n $(BENCH_N))
+	@grep -h '' bench/results/*.json >/dev/null && echo "bench: figures in bench/results/"
+
 logs: ## follow the service logs
 	@tail -F $(STATE_DIR)/logs/{publisher,sync,scheduler,delivery}.log

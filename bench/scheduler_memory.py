@@ -39,15 +39,20 @@ from typing import Any
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import (  # noqa: E402
+    admin_token,
+    insert_contacts,
+    log,
+    rss_kib,
+    unlink_matching,
+    wait_for_delivery,
+)
 from shared.redis_keys import PREFIX  # noqa: E402
-from shared.settings import DeliverySettings, SchedulerSettings  # noqa: E402
-from shared.topics import SENDS, bucket_of  # noqa: E402
+from shared.settings import SchedulerSettings  # noqa: E402
 from tests.seed_payloads import BOTTOM_BANNER  # noqa: E402
 
 PUBLISHER = "http://127.0.0.1:8080"
@@ -57,23 +62,6 @@ BENCH_SCHEDULER_PORT = 19121
 RESULTS = REPO / "bench" / "results" / "scheduler_memory.json"
 COPY_CHUNK = 50_000
 SAMPLE_SECONDS = 0.5
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# ---------------------------------------------------------------- processes
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def alive(pid: int) -> bool:
@@ -169,38 +157,6 @@ class Scheduler:
 # ---------------------------------------------------------------- data
 
 
-def admin_token() -> str:
-    cli = str(Path(sys.executable).parent / "pigeonhole")
-    name = f"bench-{uuid.uuid4().hex[:6]}"
-    done = subprocess.run(
-        [cli, "tokens", "create", "--name", name, "--scope", "admin"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
-
-
-def contact_id(run: str, i: int) -> str:
-    return f"bm-{run}-{i}"
-
-
-async def insert_contacts(conn: asyncpg.Connection, run: str, count: int) -> float:
-    """COPY ``count`` contacts with attribute ``run``; return the seconds it took."""
-    started = time.monotonic()
-    attributes = json.dumps({"run": run})
-    for start in range(0, count, COPY_CHUNK):
-        rows = []
-        for i in range(start, min(start + COPY_CHUNK, count)):
-            cid = contact_id(run, i)
-            rows.append((cid, bucket_of(cid), attributes))
-        await conn.copy_records_to_table(
-            "contacts", records=rows, columns=["contact_id", "bucket", "attributes"]
-        )
-    return time.monotonic() - started
-
-
 async def create_campaign(
     api: httpx.AsyncClient, run: str, app_key: str, content_id: str, batch: int
 ) -> int:
@@ -247,6 +203,10 @@ class Phase:
     samples: list[tuple[float, float, int]] = field(default_factory=list)  # (t, MB, sent)
 
 
+def contact_id(run: str, i: int) -> str:
+    return f"bm-{run}-{i}"
+
+
 def mb(kib: int) -> float:
     return round(kib / 1024, 1)
 
@@ -263,8 +223,9 @@ async def run_phase(
     """Insert the phase's contacts, launch, sample until completed, delete the contacts."""
     n = phase.n
     log(f"N={n:,}: inserting contacts (run {phase.run})")
-    phase.insert_seconds = round(await insert_contacts(conn, phase.run, n), 1)
-    await conn.execute("ANALYZE contacts")
+    ids = [contact_id(phase.run, i) for i in range(n)]
+    seconds = await insert_contacts(conn, ids, lambda _i, _c: {"run": phase.run})
+    phase.insert_seconds = round(seconds, 1)
     log(f"N={n:,}: {n:,} contacts in {phase.insert_seconds} s; starting a scheduler")
     scheduler = Scheduler(log_dir / f"scheduler-{n}.log")
     try:
@@ -322,35 +283,6 @@ async def run_phase(
 # ---------------------------------------------------------------- clean-up
 
 
-async def delivery_lag(bootstrap: str, group: str) -> int:
-    """How many pigeonhole.sends messages the delivery worker has not committed yet."""
-    partitions = [TopicPartition(SENDS.name, p) for p in range(SENDS.partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    return sum(
-        max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items()
-    )
-
-
-async def wait_for_delivery(within: float) -> None:
-    settings = DeliverySettings()
-    deadline = time.monotonic() + within
-    while (lag := await delivery_lag(settings.kafka_bootstrap, settings.consumer_group)) > 0:
-        if time.monotonic() > deadline:
-            log(f"delivery still {lag} batches behind after {within:.0f} s; cleaning up anyway")
-            return
-        log(f"  delivery worker {lag} batches behind")
-        await asyncio.sleep(5)
-
-
 async def clean_up(conn: asyncpg.Connection, phases: list[Phase], redis_url: str) -> None:
     for phase in phases:  # already done unless a phase failed
         await conn.execute("DELETE FROM contacts WHERE attributes->>'run' = $1", phase.run)
@@ -363,17 +295,7 @@ async def clean_up(conn: asyncpg.Connection, phases: list[Phase], redis_url: str
                     "DELETE FROM inbox_entries WHERE send_job_id = $1", phase.job_id
                 )
                 log(f"job {phase.job_id}: inbox entries {deleted}")
-            keys = 0
-            batch: list[bytes] = []
-            async for key in redis.scan_iter(
-                match=f"{PREFIX}:inbox:{{bm-{phase.run}-*", count=5000
-            ):
-                batch.append(key)
-                if len(batch) >= 5000:
-                    keys += await redis.unlink(*batch)
-                    batch = []
-            if batch:
-                keys += await redis.unlink(*batch)
+            keys = await unlink_matching(redis, f"{PREFIX}:inbox:{{bm-{phase.run}-*")
             log(f"run {phase.run}: {keys} Redis inbox versions deleted")
     finally:
         await redis.aclose()
