@@ -6,14 +6,21 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.observability import ReadinessCheck, run_checks
+
+# FastAPI's built-in OpenTelemetry spans, metrics and logs are switched off: Pigeonhole
+# exports Prometheus metrics itself, and on the phone home the per-request look-ups of the
+# global OpenTelemetry providers cost more than the endpoint does.
+NO_OTEL: Any = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 HTTP_REQUESTS = Counter(
     "pigeonhole_http_requests_total",
@@ -50,19 +57,45 @@ def install_ops_routes(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.middleware("http")
-    async def time_requests(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(RequestMetrics, service=service)
+
+
+class RequestMetrics:
+    """Times every request and counts it by route template and status class. A plain ASGI
+    middleware: Starlette's BaseHTTPMiddleware costs more than the phone home itself."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app, self.service = app, service
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        HTTP_LATENCY.labels(service, template).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(
-            service, request.method, template, f"{response.status_code // 100}xx"
-        ).inc()
-        return response
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            key = (scope["method"], template, f"{status // 100}xx")
+            children = self._children.get(key)
+            if children is None:  # label look-ups are cached: they are not free
+                children = (
+                    HTTP_LATENCY.labels(self.service, template),
+                    HTTP_REQUESTS.labels(self.service, *key),
+                )
+                self._children[key] = children
+            children[0].observe(time.perf_counter() - started)
+            children[1].inc()
 
 
 class GracefulServer(uvicorn.Server):
@@ -94,4 +127,4 @@ def serve_http(app: FastAPI, host: str, port: int) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
-    asyncio.run(GracefulServer(config).serve())
+    GracefulServer(config).run()  # on uvloop when installed (uvicorn's loop="auto")

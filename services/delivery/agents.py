@@ -11,7 +11,7 @@ from services.delivery import metrics
 from services.delivery.app import app, settings
 from services.delivery.runtime import DeliveryRuntime
 from shared.observability import ReadinessCheck
-from shared.ops import install_ops_routes
+from shared.ops import NO_OTEL, install_ops_routes
 from shared.topics import SENDS
 
 __all__ = ["app", "deliver_batches"]
@@ -43,7 +43,10 @@ async def deliver_batches(stream: Any) -> None:
         await runtime.close()
 
 
-ops = FastAPI(title="pigeonhole-delivery", docs_url=None, redoc_url=None, openapi_url=None)
+ops = FastAPI(
+    title="pigeonhole-delivery", docs_url=None, redoc_url=None, openapi_url=None,
+    telemetry=NO_OTEL,
+)  # fmt: skip
 
 
 def _checks() -> dict[str, ReadinessCheck]:

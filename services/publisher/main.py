@@ -15,7 +15,7 @@ from services.publisher.ingest import Ingest, consume, consumers
 from shared.db import create_pool
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import install_ops_routes, serve_http
+from shared.ops import NO_OTEL, install_ops_routes, serve_http
 from shared.settings import PublisherSettings
 from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
 
@@ -58,6 +58,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Publish in-app and App Inbox content, manage apps and contacts, send.",
         lifespan=lifespan,
+        telemetry=NO_OTEL,
     )
     install_error_handlers(app)
     for router in (

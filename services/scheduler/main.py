@@ -19,7 +19,7 @@ from services.scheduler.runner import JobRunner
 from shared.db import create_pool
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import GracefulServer, install_ops_routes
+from shared.ops import NO_OTEL, GracefulServer, install_ops_routes
 from shared.settings import SchedulerSettings
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,10 @@ async def serve(settings: SchedulerSettings) -> None:
     listener: asyncpg.Connection = await asyncpg.connect(settings.database_url)
     await listener.add_listener("send_jobs", lambda *_: wake.set())
 
-    app = FastAPI(title="pigeonhole-scheduler", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="pigeonhole-scheduler", docs_url=None, redoc_url=None, openapi_url=None,
+        telemetry=NO_OTEL,
+    )  # fmt: skip
 
     def checks() -> dict[str, ReadinessCheck]:
         async def postgres() -> None:

@@ -14,7 +14,7 @@ from services.sync.auth import AppCache
 from shared.db import create_pool
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import install_ops_routes, serve_http
+from shared.ops import NO_OTEL, install_ops_routes, serve_http
 from shared.settings import SyncSettings
 
 
@@ -41,6 +41,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         title="Pigeonhole device API",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=NO_OTEL,
     )
 
     app.include_router(api.router)
