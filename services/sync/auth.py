@@ -46,30 +46,41 @@ class AppCache:
         return app
 
 
-def _unauthorized(message: str) -> HTTPException:
-    return HTTPException(401, message, headers={"WWW-Authenticate": "Bearer"})
+class Unauthorized(Exception):
+    pass
 
 
-async def authenticate(request: Request) -> Device:
-    """A FastAPI dependency: the device's app and contact, or 401."""
-    app_key = request.headers.get("x-app-key")
+async def verify(apps: AppCache, app_key: str | None, authorization: str | None) -> Device:
+    """The device's app and contact, or Unauthorized saying why."""
     if not app_key:
-        raise _unauthorized("missing X-App-Key header")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        raise Unauthorized("missing X-App-Key header")
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise _unauthorized("missing user token: send 'Authorization: Bearer <token>'")
-    app = await request.app.state.apps.get(app_key)
+        raise Unauthorized("missing user token: send 'Authorization: Bearer <token>'")
+    app = await apps.get(app_key)
     if app is None:
-        raise _unauthorized("unknown app key")
+        raise Unauthorized("unknown app key")
     try:
         claims = jwt.decode(
             token.strip(), app.secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
         )
     except jwt.ExpiredSignatureError as exc:
-        raise _unauthorized("user token expired") from exc
+        raise Unauthorized("user token expired") from exc
     except jwt.InvalidTokenError as exc:
-        raise _unauthorized(f"invalid user token: {exc}") from exc
+        raise Unauthorized(f"invalid user token: {exc}") from exc
     contact_id = str(claims["sub"])
     if not contact_id:
-        raise _unauthorized("user token has an empty sub")
+        raise Unauthorized("user token has an empty sub")
     return Device(app, contact_id)
+
+
+async def authenticate(request: Request) -> Device:
+    """A FastAPI dependency: the device's app and contact, or 401."""
+    try:
+        return await verify(
+            request.app.state.apps,
+            request.headers.get("x-app-key"),
+            request.headers.get("authorization"),
+        )
+    except Unauthorized as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from services.sync import api
 from services.sync.auth import AppCache
+from services.sync.fast_path import NothingNewFastPath
 from shared.db import create_pool
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
@@ -45,6 +46,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     )
 
     app.include_router(api.router)
+    app.add_middleware(NothingNewFastPath)  # inside CORS, so its answers carry CORS headers
     # Web pages on the customer's own origins call the device API; credentials travel in
     # headers (never cookies), so any origin may call it.
     app.add_middleware(
@@ -64,7 +66,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
         return {"postgres": postgres, "redis": redis}
 
-    install_ops_routes(app, "sync", checks)
+    install_ops_routes(app, "sync", checks)  # last added: its metrics time the fast path too
     return app
 
 

@@ -180,3 +180,22 @@ async def test_bad_events_are_refused_and_change_nothing(
     for events in cases:
         response = await device_api.post("/v1/events", json={"events": events}, headers=headers)
         assert response.status_code == 422, (events, response.text)
+
+
+async def test_nothing_new_answers_carry_cors_headers_for_web_pages(
+    operator: Operator, device_api: httpx.AsyncClient
+) -> None:
+    headers = {**operator.device(await operator.contact("cors")), "Origin": "https://shop.example"}
+    first = await device_api.post("/v1/sync", json={"platform": "web"}, headers=headers)
+    again = await device_api.post(
+        "/v1/sync", json={"platform": "web", "cursor": first.json()["cursor"]}, headers=headers
+    )
+    assert again.json()["changed"] is False
+    for response in (first, again):
+        assert response.headers["access-control-allow-origin"] == "*"
+    preflight = await device_api.options(
+        "/v1/sync",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,x-app-key,content-type"},
+    )  # fmt: skip
+    assert preflight.status_code == 200
