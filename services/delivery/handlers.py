@@ -20,8 +20,8 @@ from shared.events import (
     RecipientOutcome,
     SkipReason,
 )
-from shared.personalization import Personalizer
-from shared.personalization.urls import drop_unsafe_urls
+from shared.personalization import Personalizer, compile_tree
+from shared.personalization.urls import drop_unsafe_urls, urls_depend_on_personalization
 
 
 class DeliveryStore(Protocol):
@@ -131,12 +131,15 @@ class BatchDeliverer:
             content.personalization_formulas,
             batch.options.personalization_defaults,
         )
+        render = compile_tree(content.body)  # parsed once per batch, not per recipient
+        check_urls = urls_depend_on_personalization(content.kind, content.body)
         views = max_views_for(batch, content)
         entries = []
         for recipient in recipients:
             attributes = contacts[recipient.contact_id].attributes
-            values = personalizer.values_for(recipient.personalization, attributes)
-            payload = drop_unsafe_urls(content.kind, personalizer.render_tree(content.body, values))
+            payload = render(personalizer.values_for(recipient.personalization, attributes))
+            if check_urls:
+                payload = drop_unsafe_urls(content.kind, payload)
             entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
         return entries
 

@@ -9,6 +9,7 @@ from shared.personalization.formulas import FormulaError, compile_formula
 from shared.personalization.merge import (
     MergeTagError,
     Personalizer,
+    compile_tree,
     find_merge_tags,
     render,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "MergeTagError",
     "Personalizer",
     "compile_formula",
+    "compile_tree",
     "find_merge_tags",
     "render",
 ]

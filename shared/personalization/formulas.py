@@ -20,6 +20,7 @@ defaults):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -169,6 +170,7 @@ _JAVA_FIELDS = {
 }  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
 def java_to_strftime(pattern: str) -> str:
     """Translate a Java SimpleDateFormat pattern to strftime; unknown letters raise."""
     out, pos = [], 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.personalization.formulas import Formula, FormulaError, compile_formula
@@ -88,3 +88,54 @@ def render(text: str, values: Mapping[str, Any]) -> str:
     if "%%" not in text:
         return text
     return _TAG.sub(lambda m: _text(values.get(m.group(1).casefold())), text)
+
+
+Renderer = Callable[[Mapping[str, Any]], Any]
+
+
+def compile_tree(tree: Any) -> Renderer:
+    """A renderer for a JSON-like tree, parsed once: rendering a recipient only joins the
+    strings that carry merge tags; subtrees without tags are shared, never copied."""
+    renderer, _ = _compile(tree)
+    return renderer
+
+
+def _compile(tree: Any) -> tuple[Renderer, bool]:
+    """(renderer, whether the result depends on the values)."""
+    if isinstance(tree, str):
+        return _compile_text(tree)
+    if isinstance(tree, dict | list):
+        return _compile_container(tree)
+    return (lambda _values: tree), False
+
+
+def _compile_text(text: str) -> tuple[Renderer, bool]:
+    if "%%" not in text or not _TAG.search(text):
+        return (lambda _values: text), False
+    parts = _TAG.split(text)
+    literals, names = parts[0::2], [name.casefold() for name in parts[1::2]]
+
+    def render_text(values: Mapping[str, Any]) -> str:
+        out = [literals[0]]
+        for name, literal in zip(names, literals[1:], strict=True):
+            out += (_text(values.get(name)), literal)
+        return "".join(out)
+
+    return render_text, True
+
+
+def _compile_container(tree: dict[Any, Any] | list[Any]) -> tuple[Renderer, bool]:
+    items = list(tree.items()) if isinstance(tree, dict) else list(enumerate(tree))
+    compiled = [(key, *_compile(value)) for key, value in items]
+    dynamic = [(key, renderer) for key, renderer, varies in compiled if varies]
+    if not dynamic:
+        return (lambda _values: tree), False
+    copy = dict if isinstance(tree, dict) else list
+
+    def render_container(values: Mapping[str, Any]) -> Any:
+        out: Any = copy(tree)
+        for key, renderer in dynamic:
+            out[key] = renderer(values)
+        return out
+
+    return render_container, True

@@ -49,3 +49,21 @@ def drop_unsafe_urls(kind: str, body: dict[str, object]) -> dict[str, object]:
             template = {**template, "content": content}
         cleaned[platform] = template
     return {**body, "payload": cleaned}
+
+
+def urls_depend_on_personalization(kind: str, body: dict[str, object]) -> bool:
+    """Whether any URL field carries a merge tag. If none does, the URLs were checked when
+    the content was published and no recipient's copy needs checking again."""
+    fields: list[object] = []
+    if kind == "inbox":
+        fields = [body.get(k) for k in _INBOX_URL_FIELDS]
+    else:
+        payload = body.get("payload")
+        for template in payload.values() if isinstance(payload, dict) else []:
+            content = template.get("content") if isinstance(template, dict) else None
+            if isinstance(content, dict):
+                fields += [content.get(k) for k in _INAPP_URL_FIELDS]
+                action = content.get("action")
+                if isinstance(action, dict):
+                    fields.append(action.get("value"))
+    return any(isinstance(f, str) and "%%" in f for f in fields)

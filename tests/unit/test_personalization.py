@@ -11,6 +11,7 @@ from shared.personalization import (
     MergeTagError,
     Personalizer,
     compile_formula,
+    compile_tree,
     find_merge_tags,
     render,
 )
@@ -145,3 +146,16 @@ def test_render_tree_personalizes_every_string_and_leaves_other_values() -> None
         "rules": ["r-Ada"],
         "action": {"value": "x/Ada"},
     }
+
+
+def test_a_compiled_tree_renders_like_render_tree_and_shares_what_has_no_tags() -> None:
+    p = Personalizer({"n": "friend"}, {}, {})
+    static = {"color": "#00ff00", "action": {"type": "url", "value": ""}}
+    tree = {"payload": {"gcm": {"content": {"title": "Hi %%N%%", **static}, "rules": ["a"]},
+                        "apns": {"content": {"text": "Hey %%n%%, %%missing%%!"}}},
+            "static": static}  # fmt: skip
+    render = compile_tree(tree)
+    for given in ({"n": "Ada"}, {}):
+        values = p.values_for(given, {})
+        assert render(values) == p.render_tree(tree, values)
+    assert render(p.values_for({}, {}))["static"] is static
