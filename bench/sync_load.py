@@ -95,7 +95,7 @@ def wrk(
     threads = min(2, concurrency)
     env = {**os.environ, "PH_APP_KEY": app_key}
     done = subprocess.run(
-        [binary, f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--latency",
+        [binary, f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
          "-s", str(REPO / "bench" / "sync_wrk.lua"), url, "--", str(lines)],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip

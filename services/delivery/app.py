@@ -19,6 +19,11 @@ def create_app(settings: DeliverySettings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        # A crashed worker's partitions move to the others (or to its replacement) after
+        # the session timeout; faust's default of 60 s stops delivery for a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
+        broker_rebalance_timeout=20.0,
         web_host=settings.web_host,
         web_port=settings.web_port,
         logging_config=logging_dict_config("delivery", settings.log_level),

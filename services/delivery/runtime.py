@@ -76,10 +76,10 @@ class DeliveryRuntime:
     @classmethod
     async def connect(cls, settings: DeliverySettings) -> DeliveryRuntime:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_max)
-        # a stalled Redis surfaces as a timeout, and the batch is retried (fail-closed)
-        redis_client = aioredis.from_url(
-            settings.redis_url, socket_timeout=5, socket_connect_timeout=5
-        )
+        # A stalled Redis surfaces as a TimeoutError from the calls' own time limits (one per
+        # call, not redis-py's per-reply socket timeout, which costs a timer per reply) and
+        # the batch is retried (fail-closed).
+        redis_client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
         producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-delivery")
         await producer.start()
         return cls(pool, redis_client, producer, settings.inbox_cap)

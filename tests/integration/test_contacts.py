@@ -65,6 +65,7 @@ async def test_batch_import_of_100k_contacts_in_one_streamed_call(
     )
     assert row is not None
     assert row["attributes"] == {"run": run, "n": 77} and row["subscriptions"] == {"offers": False}
+    await pool.execute("DELETE FROM contacts WHERE attributes->>'run' = $1", run)
 
 
 async def test_a_bad_line_imports_nothing_and_is_named(
