@@ -46,12 +46,20 @@ from typing import Any
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PUBLISHER, admin_token, median, report, rss_mb, service_pid
+from bench.common import (
+    PUBLISHER,
+    admin_token,
+    delivery_lag,
+    log,
+    median,
+    report,
+    rss_mb,
+    service_pid,
+)
 from services.delivery.caps import cap_key
 from shared.events import BatchScheduled, Recipient, SendOptions
 from shared.redis_keys import inbox_version
@@ -62,10 +70,6 @@ from tests.seed_payloads import BOTTOM_BANNER
 POLL_SECONDS = 0.2
 COPY_CHUNK = 50_000
 KEY_CHUNK = 5_000
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 # ---------------------------------------------------------------- audience
@@ -245,24 +249,6 @@ async def measure_pair(
 
 
 # ---------------------------------------------------------------- the worker's backlog
-
-
-async def delivery_lag(bootstrap: str, group: str) -> int:
-    """pigeonhole.sends messages the delivery worker has not committed yet."""
-    partitions = [TopicPartition(SENDS.name, p) for p in range(SENDS.partitions)]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await consumer.start()
-    await admin.start()
-    try:
-        ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-    finally:
-        await consumer.stop()
-        await admin.close()
-    return sum(
-        max(0, end - (committed[tp].offset if tp in committed else 0)) for tp, end in ends.items()
-    )
 
 
 async def wait_idle(settings: DeliverySettings, within: float) -> None:

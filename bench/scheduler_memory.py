@@ -25,7 +25,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +53,8 @@ from bench.common import (  # noqa: E402
 from shared.redis_keys import PREFIX  # noqa: E402
 from shared.settings import SchedulerSettings  # noqa: E402
 from tests.seed_payloads import BOTTOM_BANNER  # noqa: E402
+from tests.stack_control import start_stack_services as start_services  # noqa: E402
+from tests.stack_control import stop_stack_service  # noqa: E402
 
 PUBLISHER = "http://127.0.0.1:8080"
 STATE_DIR = Path(os.environ.get("PIGEONHOLE_STATE_DIR", REPO / ".stack"))
@@ -64,59 +65,14 @@ COPY_CHUNK = 50_000
 SAMPLE_SECONDS = 0.5
 
 
-def alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-
-
-def is_scheduler(pid: int) -> bool:
-    try:
-        return b"services.scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def listening_pid(port: int) -> int | None:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return int(fd_dir.parent.name)
-    return None
-
-
 def stop_stack_scheduler() -> None:
-    """SIGTERM the stack's scheduler (pid file, and whatever scheduler serves its port)."""
-    candidates = {listening_pid(STACK_SCHEDULER_PORT)}
-    with contextlib.suppress(OSError, ValueError):
-        candidates.add(int((STATE_DIR / "run" / "scheduler.pid").read_text().strip()))
-    for pid in candidates:
-        if pid is None or not alive(pid) or not is_scheduler(pid):
-            continue
-        log(f"stopping the stack's scheduler (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while alive(pid):
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the stack's scheduler (pid {pid}) did not stop in 30 s")
-            time.sleep(0.1)
+    log("stopping the stack's scheduler")
+    stop_stack_service("scheduler")
 
 
 def start_stack_services() -> None:
     log("starting the stack's scheduler again (deploy/local/services.sh up)")
-    subprocess.run(["bash", "deploy/local/services.sh", "up"], cwd=REPO, check=False)
+    start_services()
 
 
 class Scheduler:

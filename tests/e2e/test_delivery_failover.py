@@ -19,13 +19,11 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -38,48 +36,28 @@ from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
-from tests.conftest import REPO
 from tests.seed_payloads import BOTTOM_BANNER
+from tests.stack_control import (
+    alive,
+    runs_service,
+    service_pid,
+    start_stack_services,
+)
 
 pytestmark = pytest.mark.e2e
 
 COUNT = 30_000
 PER_BATCH = 500
-STATE_DIR = Path(os.environ.get("PIGEONHOLE_STATE_DIR", REPO / ".stack"))
-PID_FILE = STATE_DIR / "run" / "delivery.pid"
 NDJSON = {"content-type": "application/x-ndjson"}
 
 
 # ---------------------------------------------------------------- the stack's worker
 
 
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
 def _delivery_pid() -> int:
-    pid = int(PID_FILE.read_text().strip())
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    assert b"services.delivery" in cmdline, f"pid {pid} in {PID_FILE} is not the worker"
+    pid = service_pid("delivery")
+    assert runs_service(pid, "delivery"), f"pid {pid} in the pid file is not the worker"
     return pid
-
-
-def services_up() -> int:
-    """`deploy/local/services.sh up`: starts what is not running, returns once all are ready."""
-    done = subprocess.run(
-        ["bash", "deploy/local/services.sh", "up"],
-        cwd=REPO,
-        check=False,
-        timeout=240,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return done.returncode
 
 
 @pytest.fixture
@@ -88,7 +66,7 @@ def delivery_restored() -> Iterator[None]:
     try:
         yield
     finally:
-        services_up()
+        start_stack_services()
 
 
 # ---------------------------------------------------------------- data
@@ -268,7 +246,7 @@ async def test_a_delivery_worker_killed_mid_stream_and_restarted_loses_and_doubl
                 await asyncio.sleep(0.05)
             os.kill(victim, signal.SIGKILL)
             killed_at = time.monotonic()
-            while _alive(victim):
+            while alive(victim):
                 assert time.monotonic() - killed_at < 10, f"pid {victim} survived SIGKILL"
                 await asyncio.sleep(0.05)
             assert now <= COUNT * 70 // 100, f"killed too late: {now} of {COUNT} filed"
@@ -283,7 +261,7 @@ async def test_a_delivery_worker_killed_mid_stream_and_restarted_loses_and_doubl
             assert at_kill < COUNT
 
             restart_at = time.monotonic()
-            restart = asyncio.create_task(asyncio.to_thread(services_up))
+            restart = asyncio.create_task(asyncio.to_thread(start_stack_services))
             deadline = restart_at + 150
             while await filed(pool, job_id) == at_kill:
                 assert time.monotonic() < deadline, "no delivery within 150s of the restart"

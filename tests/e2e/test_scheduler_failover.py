@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -37,69 +36,19 @@ from shared.settings import CommonSettings
 from shared.topics import SENDS
 from tests.conftest import REPO
 from tests.seed_payloads import BOTTOM_BANNER
+from tests.stack_control import start_stack_services, stop_stack_service
 
 pytestmark = pytest.mark.e2e
 
 LEASE_SECONDS = 3
-STATE_DIR = Path(os.environ.get("PIGEONHOLE_STATE_DIR", REPO / ".stack"))
-STACK_SCHEDULER_PORT = 9101  # deploy/local/services.sh
 NDJSON = {"content-type": "application/x-ndjson"}
 
 
 # ---------------------------------------------------------------- the stack's scheduler
 
 
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def _is_scheduler(pid: int) -> bool:
-    try:
-        return b"services.scheduler" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _listening_pid(port: int) -> int | None:
-    """The process listening on TCP ``port`` (found through /proc), if any."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return int(fd_dir.parent.name)
-    return None
-
-
 def stop_stack_scheduler() -> None:
-    """SIGTERM the stack's scheduler (the pid in its pid file, and whatever scheduler
-    serves its metrics port) and wait until it has exited."""
-    candidates = {_listening_pid(STACK_SCHEDULER_PORT)}
-    with contextlib.suppress(OSError, ValueError):
-        candidates.add(int((STATE_DIR / "run" / "scheduler.pid").read_text().strip()))
-    for pid in candidates:
-        if pid is None or not _alive(pid) or not _is_scheduler(pid):
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _alive(pid):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the stack's scheduler (pid {pid}) did not stop in 30 s")
-            time.sleep(0.1)
+    stop_stack_service("scheduler")
 
 
 @pytest.fixture(scope="module")
@@ -111,14 +60,7 @@ def own_schedulers_only() -> Iterator[Callable[[], None]]:
         stop_stack_scheduler()
         yield stop_stack_scheduler
     finally:
-        subprocess.run(
-            ["bash", "deploy/local/services.sh", "up"],
-            cwd=REPO,
-            check=False,
-            timeout=240,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        start_stack_services()
 
 
 # ---------------------------------------------------------------- our schedulers
