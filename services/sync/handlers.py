@@ -9,7 +9,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
-from services.sync import inbox, metrics, repository
+from services.sync import metrics, repository
 from services.sync.auth import Device
 from shared.redis_keys import inbox_version
 
@@ -35,10 +35,8 @@ async def current_version(redis: Redis, contact_id: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def message_view(row: asyncpg.Record, platform: Platform) -> dict[str, Any] | None:
-    template = (row["payload"].get("payload") or {}).get(platform)
-    if not isinstance(template, dict):
-        return None
+def message_view(row: asyncpg.Record) -> dict[str, Any]:
+    template = row["template"]
     return {
         "id": str(row["id"]),
         "inAppContentId": row["content_id"],
@@ -64,7 +62,8 @@ async def sync(
         metrics.PHONE_HOMES.labels("nothing_new", request.platform).inc()
         return {"changed": False, **answer}
     metrics.PHONE_HOMES.labels("changed", request.platform).inc()
-    rows = await repository.pending_inapp(pool, device.contact_id, device.app.app_key)
-    messages = [m for m in (message_view(r, request.platform) for r in rows) if m is not None]
-    unread = await inbox.unread_count(pool, device.contact_id, device.app.app_key)
+    unread, rows = await repository.phone_home(
+        pool, device.contact_id, device.app.app_key, request.platform
+    )
+    messages = [message_view(r) for r in rows]
     return {"changed": True, "messages": messages, "inboxUnreadCount": unread, **answer}

@@ -6,16 +6,32 @@ import asyncpg
 
 PENDING_LIMIT = 100
 
-_PENDING_INAPP = """
-SELECT id, content_id, payload, max_views, views, expires_at
-  FROM inbox_entries
- WHERE contact_id = $1 AND kind = 'inapp' AND $2 = ANY(app_keys)
-   AND deleted_at IS NULL AND clicked_at IS NULL AND views < max_views
-   AND (expires_at IS NULL OR expires_at > now())
- ORDER BY id DESC
- LIMIT $3
+# One round trip: the unread App Inbox count, and the pending in-app messages with only
+# the requesting platform's template (never the other platforms' payloads). The count
+# row is always there; with nothing pending its message columns are NULL.
+_PHONE_HOME = """
+WITH pending AS (
+    SELECT id, content_id, payload->'payload'->$3 AS template, max_views, views, expires_at
+      FROM inbox_entries
+     WHERE contact_id = $1 AND kind = 'inapp' AND $2 = ANY(app_keys)
+       AND deleted_at IS NULL AND clicked_at IS NULL AND views < max_views
+       AND (expires_at IS NULL OR expires_at > now())
+       AND payload->'payload' ? $3
+     ORDER BY id DESC
+     LIMIT $4
+), unread AS (
+    SELECT count(*) AS unread FROM inbox_entries
+     WHERE contact_id = $1 AND kind = 'inbox' AND $2 = ANY(app_keys)
+       AND deleted_at IS NULL AND evicted_at IS NULL AND read_at IS NULL
+       AND (expires_at IS NULL OR expires_at > now())
+)
+SELECT u.unread, p.* FROM unread u LEFT JOIN pending p ON true ORDER BY p.id DESC
 """
 
 
-async def pending_inapp(pool: asyncpg.Pool, contact_id: str, app_key: str) -> list[asyncpg.Record]:
-    return await pool.fetch(_PENDING_INAPP, contact_id, app_key, PENDING_LIMIT)
+async def phone_home(
+    pool: asyncpg.Pool, contact_id: str, app_key: str, platform: str
+) -> tuple[int, list[asyncpg.Record]]:
+    """(unread App Inbox count, pending in-app messages for the platform, newest first)."""
+    rows = await pool.fetch(_PHONE_HOME, contact_id, app_key, platform, PENDING_LIMIT)
+    return rows[0]["unread"], [r for r in rows if r["id"] is not None]
