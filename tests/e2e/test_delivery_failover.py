@@ -16,7 +16,6 @@ is filed, and started again with `deploy/local/services.sh up` (which returns on
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -30,12 +29,14 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 
 from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
+from tests.kafka_tap import TopicTap
 from tests.seed_payloads import BOTTOM_BANNER
 from tests.stack_control import (
     alive,
@@ -165,47 +166,24 @@ async def clean_up(pool: asyncpg.Pool, redis: aioredis.Redis, ids: list[str], jo
 # ---------------------------------------------------------------- what came out
 
 
-class OutcomeTap:
+class OutcomeTap(TopicTap):
     """Every BatchDelivered of one job on pigeonhole.deliveries, from the end offsets
     captured before the send."""
 
     def __init__(self, settings: CommonSettings, job_id: int) -> None:
+        super().__init__(settings.kafka_bootstrap, DELIVERIES, max_records=500)
         self.job_id = job_id
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-        )
         self.reasons: dict[str, list[str]] = defaultdict(list)
         self.events = 0
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> OutcomeTap:
-        await self.consumer.start()
-        partitions = [TopicPartition(DELIVERIES.name, p) for p in range(DELIVERIES.partitions)]
-        self.consumer.assign(partitions)
-        for tp, offset in (await self.consumer.end_offsets(partitions)).items():
-            self.consumer.seek(tp, offset)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self.consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            records = await self.consumer.getmany(timeout_ms=200, max_records=500)
-            for messages in records.values():
-                for message in messages:
-                    assert message.value is not None
-                    event = BatchDelivered.model_validate_json(message.value)
-                    if event.job_id != self.job_id:
-                        continue
-                    self.events += 1
-                    for outcome in event.outcomes:
-                        self.reasons[outcome.contact_id].append(outcome.reason or outcome.outcome)
+    def on_message(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        assert message.value is not None
+        event = BatchDelivered.model_validate_json(message.value)
+        if event.job_id != self.job_id:
+            return
+        self.events += 1
+        for outcome in event.outcomes:
+            self.reasons[outcome.contact_id].append(outcome.reason or outcome.outcome)
 
     async def until_covered(self, expected: int, within: float) -> None:
         deadline = time.monotonic() + within

@@ -28,13 +28,14 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from shared.events import BatchScheduled
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from shared.topics import SENDS
 from tests.conftest import REPO
+from tests.kafka_tap import TopicTap
 from tests.seed_payloads import BOTTOM_BANNER
 from tests.stack_control import start_stack_services, stop_stack_service
 
@@ -262,40 +263,17 @@ async def clean_up(pool: asyncpg.Pool, redis: aioredis.Redis, run: str, job_id: 
 # ---------------------------------------------------------------- what went on Kafka
 
 
-class SendsTap:
+class SendsTap(TopicTap):
     """Every BatchScheduled produced on pigeonhole.sends from now on, per job."""
 
     def __init__(self, settings: CommonSettings) -> None:
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
-        )
+        super().__init__(settings.kafka_bootstrap, SENDS, max_records=2000)
         self.batches: dict[int, list[BatchScheduled]] = defaultdict(list)
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> SendsTap:
-        await self.consumer.start()
-        partitions = [TopicPartition(SENDS.name, p) for p in range(SENDS.partitions)]
-        self.consumer.assign(partitions)
-        for tp, offset in (await self.consumer.end_offsets(partitions)).items():
-            self.consumer.seek(tp, offset)
-        self._task = asyncio.create_task(self._read())
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        await self.consumer.stop()
-
-    async def _read(self) -> None:
-        while True:
-            records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
-            for messages in records.values():
-                for message in messages:
-                    assert message.value is not None
-                    event = BatchScheduled.model_validate_json(message.value)
-                    self.batches[event.job_id].append(event)
+    def on_message(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        assert message.value is not None
+        event = BatchScheduled.model_validate_json(message.value)
+        self.batches[event.job_id].append(event)
 
     def recipients(self, job_id: int) -> Counter[str]:
         return Counter(r.contact_id for b in self.batches[job_id] for r in b.recipients)

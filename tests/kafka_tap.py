@@ -1,0 +1,47 @@
+"""Reading a topic from where it stood when a test began, in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Self
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from shared.topics import Topic
+
+
+class TopicTap:
+    """Every message appended to ``topic`` after entering, handed to ``on_message``."""
+
+    def __init__(self, bootstrap: str, topic: Topic, max_records: int = 1000) -> None:
+        self.topic, self.max_records = topic, max_records
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._task: asyncio.Task[None] | None = None
+
+    def on_message(self, message: ConsumerRecord[bytes, bytes]) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.consumer.start()
+        partitions = [TopicPartition(self.topic.name, p) for p in range(self.topic.partitions)]
+        self.consumer.assign(partitions)
+        for tp, offset in (await self.consumer.end_offsets(partitions)).items():
+            self.consumer.seek(tp, offset)
+        self._task = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self.consumer.stop()
+
+    async def _read(self) -> None:
+        while True:
+            records = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            for messages in records.values():
+                for message in messages:
+                    self.on_message(message)
