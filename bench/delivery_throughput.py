@@ -53,12 +53,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
     PUBLISHER,
     admin_token,
-    delivery_lag,
     log,
     median,
     report,
     rss_mb,
     service_pid,
+    wait_for_delivery,
 )
 from services.delivery.caps import cap_key
 from shared.events import BatchScheduled, Recipient, SendOptions
@@ -251,17 +251,6 @@ async def measure_pair(
 # ---------------------------------------------------------------- the worker's backlog
 
 
-async def wait_idle(settings: DeliverySettings, within: float) -> None:
-    """Until the worker has no backlog (someone else's send would share the worker)."""
-    deadline = time.monotonic() + within
-    while (lag := await delivery_lag(settings.kafka_bootstrap, settings.consumer_group)) > 0:
-        if time.monotonic() > deadline:
-            log(f"the delivery worker is still {lag} batches behind; measuring anyway")
-            return
-        log(f"waiting for the delivery worker's backlog ({lag} batches)")
-        await asyncio.sleep(3)
-
-
 # ---------------------------------------------------------------- clean-up
 
 
@@ -348,7 +337,7 @@ async def main(n: int, repeat: int, per_batch: int) -> int:
             log(f"{n:,} contacts in {len(by_bucket)} buckets ({time.monotonic() - started:.1f} s)")
 
             await producer.start()
-            await wait_idle(settings, within=120)
+            await wait_for_delivery(within=120)
             pid, rss = worker()
             log(f"delivery worker pid {pid}, RSS {rss:.1f} MB")
             done = 0

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared.topics import Topic
+from shared.events import DeadLetter
+from shared.topics import DLQ, Topic
 
 
 class TopicTap:
@@ -45,3 +47,26 @@ class TopicTap:
             for messages in records.values():
                 for message in messages:
                     self.on_message(message)
+
+
+async def from_the_end(consumer: AIOKafkaConsumer, topic: Topic) -> None:
+    """Position a started consumer on every partition of ``topic`` at its current end."""
+    partitions = [TopicPartition(topic.name, p) for p in range(topic.partitions)]
+    consumer.assign(partitions)
+    for tp, offset in (await consumer.end_offsets(partitions)).items():
+        consumer.seek(tp, offset)
+
+
+async def dead_letters(
+    consumer: AIOKafkaConsumer, keys: set[bytes], within: float = 30
+) -> dict[bytes, DeadLetter]:
+    """The dead letters with these original keys, read until all arrived (or fail)."""
+    found: dict[bytes, DeadLetter] = {}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and set(found) != keys:
+        for messages in (await consumer.getmany(timeout_ms=500)).values():
+            for message in messages:
+                if message.key in keys and message.value is not None:
+                    found[message.key] = DeadLetter.model_validate_json(message.value)
+    assert set(found) == keys, f"not on {DLQ.name} within {within}s: {keys - set(found)}"
+    return found

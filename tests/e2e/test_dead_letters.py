@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.events import BatchScheduled, DeadLetter, Recipient, SendOptions
+from shared.events import BatchScheduled, Recipient, SendOptions
 from shared.settings import CommonSettings
 from shared.topics import DLQ, SENDS
+from tests.kafka_tap import dead_letters, from_the_end
 from tests.seed_payloads import BOTTOM_BANNER
 
 
@@ -44,9 +45,7 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
-        tp = TopicPartition(DLQ.name, 0)
-        dlq.assign([tp])
-        dlq.seek(tp, (await dlq.end_offsets([tp]))[tp])
+        await from_the_end(dlq, DLQ)
         # same partition, bad event first: the good one must still get through after it
         await producer.send_and_wait(
             SENDS.name, b'{"job_id": "not a batch"', key=bad_key, partition=0
@@ -54,7 +53,7 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
         await producer.send_and_wait(
             SENDS.name, good.model_dump_json().encode(), key=b"0", partition=0
         )
-        letter = await _dead_letter_with_key(dlq, bad_key, within=30)
+        letter = (await dead_letters(dlq, {bad_key}))[bad_key]
     finally:
         await producer.stop()
         await dlq.stop()
@@ -74,15 +73,3 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
             break
         await asyncio.sleep(0.3)
     assert title == "Hello Ada"
-
-
-async def _dead_letter_with_key(
-    consumer: AIOKafkaConsumer, key: bytes, within: float
-) -> DeadLetter:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        for messages in (await consumer.getmany(timeout_ms=500)).values():
-            for message in messages:
-                if message.key == key:
-                    return DeadLetter.model_validate_json(message.value)
-    raise AssertionError(f"nothing with key {key!r} reached {DLQ.name} within {within}s")

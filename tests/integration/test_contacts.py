@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.events import ContactUpserted, DeadLetter
+from shared.events import ContactUpserted
 from shared.settings import CommonSettings
 from shared.topics import CONTACTS, DLQ
+from tests.kafka_tap import dead_letters, from_the_end
 
 NDJSON = {"content-type": "application/x-ndjson"}
 
@@ -96,9 +97,7 @@ async def test_contacts_from_kafka_appear_and_a_malformed_event_is_dead_lettered
     await producer.start()
     await dlq.start()
     try:
-        tp = TopicPartition(DLQ.name, 0)
-        dlq.assign([tp])
-        dlq.seek(tp, (await dlq.end_offsets([tp]))[tp])
+        await from_the_end(dlq, DLQ)
         bad_key = f"bad-{run}".encode()
         await producer.send_and_wait(CONTACTS.name, b'{"contact_id": 5}', key=bad_key)
         for event in (
@@ -110,7 +109,7 @@ async def test_contacts_from_kafka_appear_and_a_malformed_event_is_dead_lettered
             await producer.send_and_wait(
                 CONTACTS.name, event.model_dump_json().encode(), key=contact.encode()
             )
-        letter = await _letter(dlq, bad_key)
+        letter = (await dead_letters(dlq, {bad_key}))[bad_key]
     finally:
         await producer.stop()
         await dlq.stop()
@@ -128,13 +127,3 @@ async def test_contacts_from_kafka_appear_and_a_malformed_event_is_dead_lettered
     assert row is not None
     assert row["attributes"] == {"city": "Oslo", "tier": 2}
     assert row["subscriptions"] == {"news": True}
-
-
-async def _letter(consumer: AIOKafkaConsumer, key: bytes, within: float = 30) -> DeadLetter:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        for messages in (await consumer.getmany(timeout_ms=500)).values():
-            for message in messages:
-                if message.key == key:
-                    return DeadLetter.model_validate_json(message.value)
-    raise AssertionError("no dead letter")

@@ -8,11 +8,12 @@ import uuid
 
 import asyncpg
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.events import DeadLetter, SendRequested
+from shared.events import SendRequested
 from shared.settings import CommonSettings
 from shared.topics import DLQ, SEND_REQUESTS
+from tests.kafka_tap import dead_letters, from_the_end
 from tests.seed_payloads import BOTTOM_BANNER, seed_send
 
 
@@ -49,16 +50,14 @@ async def test_send_requests_from_kafka_make_one_job_each_and_bad_ones_are_dead_
     await producer.start()
     await dlq.start()
     try:
-        tp = TopicPartition(DLQ.name, 0)
-        dlq.assign([tp])
-        dlq.seek(tp, (await dlq.end_offsets([tp]))[tp])
+        await from_the_end(dlq, DLQ)
         for event in (good, good, unknown):  # the good request twice: a redelivery
             key = event.event_id.encode()
             await producer.send_and_wait(
                 SEND_REQUESTS.name, event.model_dump_json().encode(), key=key
             )
         await producer.send_and_wait(SEND_REQUESTS.name, b"not json", key=b"garbage")
-        letters = await _letters(dlq, {unknown.event_id.encode(), b"garbage"})
+        letters = await dead_letters(dlq, {unknown.event_id.encode(), b"garbage"})
     finally:
         await producer.stop()
         await dlq.stop()
@@ -75,17 +74,3 @@ async def test_send_requests_from_kafka_make_one_job_each_and_bad_ones_are_dead_
         await asyncio.sleep(0.3)
     assert len(rows) == 1
     assert rows[0]["options"]["using_app_frequency"] is True
-
-
-async def _letters(
-    consumer: AIOKafkaConsumer, keys: set[bytes], within: float = 30
-) -> dict[bytes, DeadLetter]:
-    found: dict[bytes, DeadLetter] = {}
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline and set(found) != keys:
-        for messages in (await consumer.getmany(timeout_ms=500)).values():
-            for message in messages:
-                if message.key in keys:
-                    found[message.key] = DeadLetter.model_validate_json(message.value)
-    assert set(found) == keys, f"dead letters missing: {keys - set(found)}"
-    return found
