@@ -24,6 +24,13 @@ _POSTGRES = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+# asyncpg's client-side errors about a value or the client itself (a Python int beyond
+# bigint, an unencodable string) subclass InterfaceError but are the input's fault.
+_POSTGRES_NOT_DOWN = (
+    asyncpg.exceptions._base.DataError,
+    asyncpg.exceptions._base.ClientConfigurationError,
+    asyncpg.exceptions._base.UnsupportedClientFeatureError,
+)
 _REDIS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -46,6 +53,8 @@ _CLIENT_MODULES = {"asyncpg": "postgres", "redis": "redis", "aiokafka": "kafka"}
 def dependency_down(exc: BaseException) -> str | None:
     """The dependency whose outage caused ``exc``, or None when ``exc`` is not an outage."""
     for error in _chain(exc):
+        if isinstance(error, _POSTGRES_NOT_DOWN):
+            continue
         if isinstance(error, _POSTGRES):
             return "postgres"
         if isinstance(error, _REDIS):
