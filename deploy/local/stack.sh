@@ -640,12 +640,26 @@ cmd_status() {
   kafka_status
 }
 
+cmd_component() { # start|stop postgres|redis|kafka... (the fault tests stop one part)
+  local action=$1 part; shift
+  ensure_state_dir
+  for part in "$@"; do
+    case "$part:$action" in
+      postgres:start) pg_up ;; postgres:stop) pg_down ;;
+      redis:start) redis_up ;; redis:stop) redis_down ;;
+      kafka:start) kafka_up ;; kafka:stop) kafka_down ;;
+      *) die "unknown part '$part' (postgres, redis, kafka)" ;;
+    esac
+  done
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  start | stop) cmd_component "$@" ;;
   *)
-    echo "usage: $0 {up|down|status}" >&2
+    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|kafka}..." >&2
     echo "env: PIGEONHOLE_STATE_DIR (default <repo>/.stack), PIGEONHOLE_PG_PORT (5432)," >&2
     echo "     PIGEONHOLE_REDIS_PORT (6379), PIGEONHOLE_KAFKA_PORT (9092)" >&2
     exit 2

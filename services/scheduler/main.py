@@ -17,6 +17,7 @@ from services.scheduler import metrics
 from services.scheduler.purge import purge_periodically
 from services.scheduler.runner import JobRunner
 from shared.db import create_pool
+from shared.failures import dependency_down
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import NO_OTEL, GracefulServer, install_ops_routes
@@ -32,9 +33,16 @@ async def poll_loop(
         try:
             while not stop.is_set() and await runner.run_one():
                 pass
-        except Exception:  # a failed run keeps its checkpoint; the lease lets it resume
+        except Exception as exc:  # a failed run keeps its checkpoint; the lease lets it resume
             metrics.JOB_ERRORS.inc()
-            log.exception("send job run failed; will retry")
+            dependency = dependency_down(exc)
+            if dependency is None:
+                log.exception("send job run failed; will retry")
+            else:  # one line per interval while it lasts (shared.observability)
+                log.warning(
+                    "send job run paused: a dependency is down",
+                    extra={"dependency": dependency, "error": repr(exc)[:300]},
+                )
             await asyncio.sleep(1)
         wake.clear()
         with contextlib.suppress(TimeoutError):

@@ -12,3 +12,7 @@ PRODUCE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 )
 PURGED = Counter("pigeonhole_scheduler_purged_entries_total", "Expired inbox entries deleted")
+LEASE_RENEWAL_FAILURES = Counter(
+    "pigeonhole_scheduler_lease_renewal_failures_total",
+    "Lease heartbeats that PostgreSQL did not confirm (the job stops if the lease lapses)",
+)
