@@ -38,7 +38,9 @@ class SchedulerSettings(CommonSettings):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9101
     poll_interval_seconds: float = 0.5
-    lease_seconds: int = 30
+    # A running job's lease, renewed by a heartbeat every third of it: a replacement
+    # resumes a dead scheduler's job within about this many seconds.
+    lease_seconds: int = 9
     # expired inbox entries are deleted this long after expiry, in chunks, every interval
     purge_grace_seconds: int = 3600
     purge_interval_seconds: float = 60

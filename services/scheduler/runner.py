@@ -14,6 +14,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.scheduler import metrics, repository
+from services.scheduler.lease import Lease, LeaseLost
 from services.scheduler.planning import PlannedBatch, plan_batches
 from services.scheduler.repository import ClaimedJob
 from shared.events import BatchScheduled, SendOptions
@@ -49,12 +50,18 @@ class JobRunner:
             return False
         log.info("send job claimed", extra={"job_id": job.id, "cursor": list(job.cursor)})
         try:
-            await self._run(job)
+            async with Lease(self.pool, job.id, self.owner, self.lease_seconds) as lease:
+                await self._run(job, lease)
+        except LeaseLost as exc:
+            log.warning(
+                "send job lease lost; stopping", extra={"job_id": job.id, "error": str(exc)}
+            )
+            return True
         finally:
             await repository.release(self.pool, job.id, self.owner)
         return True
 
-    async def _run(self, job: ClaimedJob) -> None:
+    async def _run(self, job: ClaimedJob, lease: Lease) -> None:
         cursor, seq = job.cursor, job.batches_sent
         options = SendOptions.model_validate(job.options)
         while True:
@@ -66,12 +73,14 @@ class JobRunner:
                 log.info("send job completed", extra={"job_id": job.id, "batches": seq})
                 return
             for batch in plan_batches(rows, job.batch_size, more_may_follow=len(rows) == page):
+                lease.check()
                 await self._produce(job, options, seq, batch)
-                # the lease must outlive the pause before the next batch
-                lease = self.lease_seconds + job.pause_ms / 1000
                 status = await repository.checkpoint(
-                    self.pool, job.id, self.owner, lease, batch.last_key, len(batch.recipients)
-                )
+                    self.pool, job.id, self.owner, self.lease_seconds, batch.last_key,
+                    len(batch.recipients),
+                )  # fmt: skip
+                if status is None:
+                    raise LeaseLost(f"send job {job.id}: another scheduler holds the lease")
                 seq, cursor = seq + 1, batch.last_key
                 if status != "running" or self.stopping.is_set():
                     log.info("send job stopped", extra={"job_id": job.id, "status": status})
