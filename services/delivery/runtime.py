@@ -68,7 +68,7 @@ class DeliveryRuntime:
         self.pool, self.redis, self.producer = pool, redis_client, producer
         self.deliverer = BatchDeliverer(
             PgDeliveryStore(pool, inbox_cap),
-            FrequencyCaps(redis_client),
+            FrequencyCaps(redis_client, pool),  # pool: cap hits recorded, Redis rebuilt
             RedisInboxSignal(redis_client),
             KafkaOutcomes(producer),
         )
