@@ -12,6 +12,22 @@ from redis.asyncio import Redis
 PREFIX = "ph"
 TIMEOUT = 5.0
 
+# Frequency caps (services/delivery/caps.py): a sorted set per (contact, scope) of send
+# job ids scored by delivery time in ms, trimmed to CAP_RETENTION_MS (the longest window,
+# 30 days, or a tag cap's longest period, 31 days). Rebuilt from PostgreSQL (cap_hits,
+# shared/cap_hits.py) when CAPS_REBUILT is missing: it is written after every rebuild,
+# so an empty Redis (data lost, FLUSHALL) lacks it. CAPS_REBUILD_LOCK lets one process
+# rebuild while the others wait.
+CAP_RETENTION_MS = 31 * 86_400_000
+CAPS_REBUILT = f"{PREFIX}:cap:rebuilt"
+CAPS_REBUILD_LOCK = f"{PREFIX}:cap:rebuilding"
+
+
+def cap_key(contact_id: str, scope: str) -> str:
+    """A contact's cap set for one scope ("app:<appKey>" or "tag:<tag>"). The {contact}
+    hash tag keeps one contact's sets in one Redis Cluster slot."""
+    return f"{PREFIX}:cap:{{{contact_id}}}:{scope}"
+
 
 def inbox_version(contact_id: str) -> str:
     """A counter bumped whenever the contact's inbox changes; sync's cursor compares it."""

@@ -12,9 +12,20 @@ Idempotent under redelivery: a recipient whose send job is already in its sets w
 allowed before and is allowed again without counting twice (the inbox then reports
 ``duplicate``).
 
-When Redis is unreachable the call raises; the worker retries the batch until Redis is
-back. It never delivers past a cap silently, and never skips a recipient for it
-(fail-closed).
+Durable by rebuild, not by Redis persistence: Redis holds only what can be rebuilt.
+After the script admits recipients, one INSERT per batch records them in PostgreSQL's
+``cap_hits`` (send job, contact, the scopes counted, the score) — only sends that have
+caps write anything. The script also checks the ``CAPS_REBUILT`` marker that every rebuild
+writes; an emptied Redis (data lost, FLUSHALL) lacks it, so the script counts nothing and
+answers "rebuild first", and the worker reloads the sets from ``cap_hits``
+(shared/cap_hits.py, one process at a time) before counting this batch. Redis's own
+AOF (everysec) covers a plain restart; a crash that loses the last second keeps the
+marker, and ``pigeonhole caps rebuild`` restores those hits by hand. The rows are kept
+for the longest window + a margin, then purged by the scheduler.
+
+When Redis or PostgreSQL is unreachable the call raises; the worker retries the batch
+until it is back. It never delivers past a cap silently, and never skips a recipient for
+it (fail-closed).
 """
 
 from __future__ import annotations
@@ -24,7 +35,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import asyncpg
 from redis.asyncio import Redis
+
+from services.delivery.repository import insert_cap_hits
+from shared.cap_hits import ensure_loaded
+from shared.redis_keys import CAP_RETENTION_MS, CAPS_REBUILT, cap_key
+
+__all__ = ["Cap", "FrequencyCaps", "app_caps", "cap_key", "tag_caps"]
 
 WINDOWS_MS = {
     "perMinute": 60_000,
@@ -33,15 +51,20 @@ WINDOWS_MS = {
     "perWeek": 7 * 86_400_000,
     "perMonth": 30 * 86_400_000,
 }
-RETENTION_MS = max(WINDOWS_MS.values()) + 86_400_000
+RETENTION_MS = CAP_RETENTION_MS  # every window, and a tag cap's longest period (31 days)
+assert max(WINDOWS_MS.values()) <= RETENTION_MS
+NEEDS_REBUILD = -1
 
-# One call per batch. KEYS: each recipient's cap sets, ncaps per recipient, in cap order.
-# ARGV: now_ms, member, retention_ms, ncaps, then per cap: n, (window_ms, limit)*n.
-# Returns 1 (admitted and counted, or counted before) or 0 (over a cap) per recipient.
+# One call per batch. KEYS: each recipient's cap sets, ncaps per recipient, in cap order,
+# then the rebuild marker. ARGV: now_ms, member, retention_ms, ncaps, check_marker (1/0),
+# then per cap: n, (window_ms, limit)*n. Returns -1 (the marker is missing: rebuild the
+# sets first; nothing counted) or, per recipient, 1 (admitted and counted, or counted
+# before) or 0 (over a cap).
 _CHECK_AND_COUNT = """
 local now, member = tonumber(ARGV[1]), ARGV[2]
 local retention, ncaps = tonumber(ARGV[3]), tonumber(ARGV[4])
-local caps, pos = {}, 5
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[#KEYS]) == 0 then return -1 end
+local caps, pos = {}, 6
 for c = 1, ncaps do
   local n = tonumber(ARGV[pos]); pos = pos + 1
   caps[c] = {}
@@ -64,7 +87,7 @@ local function over(base)
   return false
 end
 local results = {}
-for r = 1, #KEYS / ncaps do
+for r = 1, (#KEYS - 1) / ncaps do
   local base = (r - 1) * ncaps
   if counted(base) then
     results[r] = 1
@@ -110,14 +133,15 @@ def tag_caps(caps: Mapping[str, tuple[int, int]]) -> list[Cap]:
     ]
 
 
-def cap_key(contact_id: str, scope: str) -> str:
-    # the {contact} hash tag keeps one contact's sets in one Redis Cluster slot
-    return f"ph:cap:{{{contact_id}}}:{scope}"
-
-
 class FrequencyCaps:
-    def __init__(self, redis: Redis, timeout: float = 5.0) -> None:
-        self.redis, self.timeout = redis, timeout
+    """Counts caps in Redis and, given the pool, records the hits in PostgreSQL and rebuilds
+    Redis from them when it lost its data. Without a pool (benchmarks of the script alone)
+    nothing is recorded and the marker is not checked."""
+
+    def __init__(
+        self, redis: Redis, pool: asyncpg.Pool | None = None, timeout: float = 5.0
+    ) -> None:
+        self.redis, self.pool, self.timeout = redis, pool, timeout
         self._script = redis.register_script(_CHECK_AND_COUNT)
 
     async def admit(
@@ -125,15 +149,38 @@ class FrequencyCaps:
     ) -> set[str]:
         """Count the send against every cap for each contact under all of them; return the
         contacts that are over a cap (and were not counted). One script call per batch:
-        atomic, and one reply for the client to read."""
+        atomic, and one reply for the client to read; one INSERT of the admitted."""
         if not caps or not contact_ids:
             return set()
-        args: list[int | str] = [int(now.timestamp() * 1000), str(job_id), RETENTION_MS, len(caps)]
+        keys = [cap_key(contact_id, cap.scope) for contact_id in contact_ids for cap in caps]
+        keys.append(CAPS_REBUILT)
+        args = self._args(job_id, caps, now)
+        results = await self._run(keys, args)
+        for _ in range(3):  # Redis lost its cap data: rebuild, then count (nothing was)
+            if results != NEEDS_REBUILD or self.pool is None:
+                break
+            await ensure_loaded(self.pool, self.redis)
+            results = await self._run(keys, args)
+        if not isinstance(results, list):
+            raise RuntimeError("frequency caps: Redis keeps losing its data during rebuilds")
+        over = {c for c, admitted in zip(contact_ids, results, strict=True) if not admitted}
+        if self.pool is not None:
+            admitted = [c for c in contact_ids if c not in over]
+            await insert_cap_hits(self.pool, job_id, admitted, [c.scope for c in caps], now)
+        return over
+
+    def _args(self, job_id: int, caps: Sequence[Cap], now: datetime) -> list[int | str]:
+        check = 1 if self.pool is not None else 0
+        args: list[int | str] = [
+            int(now.timestamp() * 1000), str(job_id), RETENTION_MS, len(caps), check,
+        ]  # fmt: skip
         for cap in caps:
             args.append(len(cap.windows))
             for window, limit in cap.windows:
                 args += [window, limit]
-        keys = [cap_key(contact_id, cap.scope) for contact_id in contact_ids for cap in caps]
+        return args
+
+    async def _run(self, keys: list[str], args: list[int | str]) -> list[int] | int:
         async with asyncio.timeout(self.timeout):  # a stalled Redis raises TimeoutError
-            results = await self._script(keys=keys, args=args)
-        return {c for c, admitted in zip(contact_ids, results, strict=True) if not admitted}
+            results: list[int] | int = await self._script(keys=keys, args=args)
+        return results

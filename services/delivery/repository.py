@@ -91,6 +91,22 @@ async def insert_entries(
     return {r["contact_id"] for r in rows}
 
 
+_INSERT_CAP_HITS = """
+INSERT INTO cap_hits (send_job_id, contact_id, scopes, counted_at)
+SELECT $1, contact_id, $3, $4 FROM unnest($2::text[]) AS t(contact_id)
+ON CONFLICT (send_job_id, contact_id) DO NOTHING
+"""
+
+
+async def insert_cap_hits(
+    pool: asyncpg.Pool, job_id: int, contact_ids: list[str], scopes: list[str], at: datetime
+) -> None:
+    """Record that the send counted against ``scopes`` for each contact (the durable copy of
+    the Redis cap sets; see services/delivery/caps.py). One statement per batch."""
+    if contact_ids and scopes:
+        await pool.execute(_INSERT_CAP_HITS, job_id, contact_ids, scopes, at)
+
+
 async def load_app_limits(pool: asyncpg.Pool, app_keys: list[str]) -> dict[str, dict[str, int]]:
     rows = await pool.fetch(
         "SELECT app_key, frequency_limits FROM apps WHERE app_key = ANY($1)", app_keys

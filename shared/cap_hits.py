@@ -1,0 +1,123 @@
+"""Rebuild the frequency-cap sets in Redis from PostgreSQL's ``cap_hits``.
+
+Every recipient a send with caps admitted has a row (written by the delivery worker right
+after the Redis script counted it). A rebuild reads the rows of the last
+``CAP_RETENTION_MS`` in chunks along the primary key, ZADDs them (member = send job id,
+score = counted_at in ms, as the script does) in one pipelined round trip per chunk, then
+writes the ``CAPS_REBUILT`` marker. ZADD NX of a member already present changes nothing,
+so a rebuild never counts a hit twice and may run while sends are being counted.
+
+``ensure_loaded`` is the delivery worker's automatic path: when the cap script reports the
+marker missing (Redis lost its data), one process takes ``CAPS_REBUILD_LOCK`` and rebuilds,
+the others wait for the marker; a holder that dies lets its lock expire and the next
+waiter rebuilds. ``pigeonhole caps rebuild`` runs the same rebuild by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from redis.asyncio import Redis
+
+from shared.redis_keys import (
+    CAP_RETENTION_MS,
+    CAPS_REBUILD_LOCK,
+    CAPS_REBUILT,
+    TIMEOUT,
+    cap_key,
+)
+
+log = logging.getLogger(__name__)
+
+CHUNK = 20_000
+LOCK_MS = 30_000  # renewed by every chunk, so only a dead holder lets it lapse
+WAIT_SECONDS = 0.2
+
+_CHUNK_SQL = """
+SELECT send_job_id, contact_id, scopes, counted_at
+  FROM cap_hits
+ WHERE (send_job_id, contact_id) > ($1, $2) AND counted_at > $3
+ ORDER BY send_job_id, contact_id
+ LIMIT $4
+"""
+
+# Delete the lock only if it is still ours (it may have lapsed and been taken since).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    hits: int
+    keys: int
+    seconds: float
+
+
+async def rebuild(pool: asyncpg.Pool, redis: Redis, chunk: int = CHUNK) -> Rebuilt:
+    """Load every cap hit younger than the retention into Redis, then mark Redis rebuilt."""
+    started = time.monotonic()
+    cutoff = datetime.now(UTC) - timedelta(milliseconds=CAP_RETENTION_MS)
+    after: tuple[int, str] = (-(2**63), "")
+    hits, keys = 0, 0
+    while True:
+        rows = await pool.fetch(_CHUNK_SQL, after[0], after[1], cutoff, chunk)
+        if not rows:
+            break
+        keys += await _load_chunk(redis, rows)
+        hits += len(rows)
+        after = (rows[-1]["send_job_id"], rows[-1]["contact_id"])
+        if len(rows) < chunk:
+            break
+    async with asyncio.timeout(TIMEOUT):
+        await redis.set(CAPS_REBUILT, datetime.now(UTC).isoformat())
+    result = Rebuilt(hits, keys, time.monotonic() - started)
+    log.info(
+        "frequency caps rebuilt from PostgreSQL",
+        extra={"hits": hits, "keys": keys, "seconds": round(result.seconds, 3)},
+    )
+    return result
+
+
+async def _load_chunk(redis: Redis, rows: list[asyncpg.Record]) -> int:
+    """ZADD one chunk of rows, grouped by key, in one pipelined round trip; return the
+    number of distinct keys written."""
+    members: dict[str, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        score = int(row["counted_at"].timestamp() * 1000)
+        for scope in row["scopes"]:
+            members[cap_key(row["contact_id"], scope)][str(row["send_job_id"])] = score
+    pipe = redis.pipeline(transaction=False)
+    for key, mapping in members.items():
+        pipe.zadd(key, mapping, nx=True)  # nx: a score Redis still has stays
+        pipe.pexpire(key, CAP_RETENTION_MS)
+    pipe.pexpire(CAPS_REBUILD_LOCK, LOCK_MS)
+    async with asyncio.timeout(TIMEOUT * 4):
+        await pipe.execute()
+    return len(members)
+
+
+async def ensure_loaded(pool: asyncpg.Pool, redis: Redis) -> Rebuilt | None:
+    """Rebuild unless Redis carries the marker of a rebuild (or another process is doing
+    one: then wait for its marker). Return what this process rebuilt, if anything."""
+    token = uuid.uuid4().hex
+    while True:
+        async with asyncio.timeout(TIMEOUT):
+            if await redis.exists(CAPS_REBUILT):
+                return None
+            locked = await redis.set(CAPS_REBUILD_LOCK, token, nx=True, px=LOCK_MS)
+        if locked:
+            try:
+                return await rebuild(pool, redis)
+            finally:
+                async with asyncio.timeout(TIMEOUT):
+                    await redis.eval(_RELEASE, 1, CAPS_REBUILD_LOCK, token)
+        await asyncio.sleep(WAIT_SECONDS)
