@@ -14,7 +14,18 @@ class Topic:
     config: tuple[tuple[str, str], ...] = ()
 
 
-SENDS = Topic("pigeonhole.sends", partitions=12)
+# A SendBatch stays replayable (a consumer group reset, offsets expired) while it is on
+# pigeonhole.sends: retention.ms, plus up to one segment.ms, since Kafka deletes whole
+# closed segments. The inbox rows that make a replay a duplicate are kept at least that
+# long after delivery (services/scheduler/purge.py uses SENDS_REPLAY_WINDOW_MS).
+SENDS_RETENTION_MS = 7 * 24 * 3600 * 1000
+SENDS_SEGMENT_MS = 24 * 3600 * 1000
+SENDS_REPLAY_WINDOW_MS = SENDS_RETENTION_MS + SENDS_SEGMENT_MS
+SENDS = Topic(
+    "pigeonhole.sends",
+    partitions=12,
+    config=(("retention.ms", str(SENDS_RETENTION_MS)), ("segment.ms", str(SENDS_SEGMENT_MS))),
+)
 DELIVERIES = Topic("pigeonhole.deliveries", partitions=6)
 ENGAGEMENT = Topic("pigeonhole.engagement", partitions=6)
 CONTACTS = Topic("pigeonhole.contacts", partitions=6)
