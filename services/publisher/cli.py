@@ -3,6 +3,7 @@
 pigeonhole tokens create --name NAME --scope admin   (prints the token on its last line)
 pigeonhole db migrate
 pigeonhole kafka create-topics
+pigeonhole caps rebuild   (reload the frequency-cap sets in Redis from PostgreSQL)
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
+import redis.asyncio as aioredis
 import typer
 
 from services.publisher import dead_letters
 from services.publisher.auth import SCOPES, create_token
+from shared.cap_hits import rebuild as rebuild_caps
 from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings
@@ -23,10 +26,12 @@ tokens = typer.Typer(help="Management API tokens.", no_args_is_help=True)
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
 kafka = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 dlq = typer.Typer(help="The dead-letter topic.", no_args_is_help=True)
+caps = typer.Typer(help="Frequency caps.", no_args_is_help=True)
 cli.add_typer(tokens, name="tokens")
 cli.add_typer(db, name="db")
 cli.add_typer(kafka, name="kafka")
 cli.add_typer(dlq, name="dlq")
+cli.add_typer(caps, name="caps")
 
 
 @tokens.command("create")
@@ -95,6 +100,26 @@ def dlq_replay(
         raise typer.BadParameter(str(exc)) from exc
     for line in replayed:
         typer.echo(f"replayed {line}")
+
+
+@caps.command("rebuild")
+def caps_rebuild() -> None:
+    """Reload the frequency-cap sets in Redis from PostgreSQL (after Redis lost data; safe
+    to run at any time: hits already in Redis are not counted twice)."""
+
+    async def run() -> tuple[int, int, float]:
+        settings = CommonSettings()
+        pool = await create_pool(settings.database_url, max_size=1)
+        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
+        try:
+            done = await rebuild_caps(pool, redis)
+            return done.hits, done.keys, done.seconds
+        finally:
+            await redis.aclose()
+            await pool.close()
+
+    hits, keys, seconds = asyncio.run(run())
+    typer.echo(f"rebuilt {keys} cap set(s) from {hits} hit(s) in {seconds:.1f}s")
 
 
 def main() -> None:

@@ -1,6 +1,15 @@
-"""Expired inbox entries leave storage: a periodic job deletes them in bounded chunks
-(each chunk its own short statement, so it never holds long locks or a huge
-transaction). Sync never returns an expired entry whether or not it was purged yet."""
+"""Storage housekeeping: a periodic job deletes, in bounded chunks (each chunk its own
+short statement, so it never holds long locks or a huge transaction):
+
+- expired inbox entries, once expired for ``grace_seconds`` AND delivered longer ago than
+  a SendBatch can be replayed (``SENDS_REPLAY_WINDOW_MS`` + a margin). The row is what
+  makes a replayed batch a ``duplicate`` (UNIQUE (send_job_id, contact_id)), so it stays
+  while the batch may still be on pigeonhole.sends. A filed entry always expires after it
+  was delivered, so the expiry index alone finds the rows. Evicted and deleted entries
+  are only marked (never deleted before they expire), so they stay duplicates too.
+- frequency-cap hits (``cap_hits``) older than the longest cap window + a margin.
+
+Sync never returns an expired entry whether or not it was purged yet."""
 
 from __future__ import annotations
 
@@ -11,31 +20,70 @@ import logging
 import asyncpg
 
 from services.scheduler import metrics
+from shared.redis_keys import CAP_RETENTION_MS
+from shared.topics import SENDS_REPLAY_WINDOW_MS
 
 log = logging.getLogger(__name__)
+
+MARGIN_SECONDS = 86_400.0
+REPLAY_WINDOW_SECONDS = SENDS_REPLAY_WINDOW_MS / 1000 + MARGIN_SECONDS
+CAP_HITS_KEPT_SECONDS = CAP_RETENTION_MS / 1000 + MARGIN_SECONDS
 
 _PURGE_CHUNK = """
 DELETE FROM inbox_entries
  WHERE id IN (SELECT id FROM inbox_entries
-               WHERE expires_at < now() - make_interval(secs => $1)
+               WHERE expires_at < now() - make_interval(secs => greatest($1, $3))
+                 AND delivered_at < now() - make_interval(secs => $3)
                LIMIT $2)
 """
 
+_PURGE_CAP_HITS_CHUNK = """
+DELETE FROM cap_hits
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM cap_hits
+                         WHERE counted_at < now() - make_interval(secs => $1)
+                         LIMIT $2))
+"""
 
-async def purge_expired(pool: asyncpg.Pool, grace_seconds: float, chunk: int) -> int:
-    """Delete every entry expired more than ``grace_seconds`` ago; return how many."""
-    total = 0
-    while True:
-        result = await pool.execute(_PURGE_CHUNK, float(grace_seconds), chunk)
-        deleted = int(result.split()[-1])
-        total += deleted
-        metrics.PURGED.inc(deleted)
-        if deleted < chunk:
-            break
-        await asyncio.sleep(0)  # let the scheduler's own work interleave
+
+async def purge_expired(
+    pool: asyncpg.Pool,
+    grace_seconds: float,
+    chunk: int,
+    replay_window_seconds: float = REPLAY_WINDOW_SECONDS,
+) -> int:
+    """Delete every entry expired more than ``grace_seconds`` ago and delivered more than
+    ``replay_window_seconds`` ago; return how many."""
+    total = await _in_chunks(
+        pool, _PURGE_CHUNK, float(grace_seconds), chunk, float(replay_window_seconds), count=True
+    )
     if total:
         log.info("expired inbox entries purged", extra={"purged": total})
     return total
+
+
+async def purge_cap_hits(
+    pool: asyncpg.Pool, chunk: int, kept_seconds: float = CAP_HITS_KEPT_SECONDS
+) -> int:
+    """Delete the cap hits no cap window can count any more; return how many."""
+    total = await _in_chunks(pool, _PURGE_CAP_HITS_CHUNK, float(kept_seconds), chunk)
+    if total:
+        log.info("old frequency-cap hits purged", extra={"purged": total})
+    return total
+
+
+async def _in_chunks(
+    pool: asyncpg.Pool, sql: str, first: float, chunk: int, *rest: float, count: bool = False
+) -> int:
+    total = 0
+    while True:
+        result = await pool.execute(sql, first, chunk, *rest)
+        deleted = int(result.split()[-1])
+        total += deleted
+        if count:  # the metric counts inbox entries only
+            metrics.PURGED.inc(deleted)
+        if deleted < chunk:
+            return total
+        await asyncio.sleep(0)  # let the scheduler's own work interleave
 
 
 async def purge_periodically(
@@ -44,6 +92,7 @@ async def purge_periodically(
     while not stop.is_set():
         try:
             await purge_expired(pool, grace_seconds, chunk)
+            await purge_cap_hits(pool, chunk)
         except (OSError, asyncpg.PostgresError):
             log.exception("purge failed; will try again")
         with contextlib.suppress(TimeoutError):
