@@ -5,13 +5,30 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+# The largest Kafka message, in bytes: ONE number for the producers' max_request_size
+# (shared/kafka.py, faust's producer_max_request_size), every topic's max.message.bytes
+# (below) and the broker's message.max.bytes (deploy/local/stack.sh, docker-compose.yml;
+# tests/unit/test_message_sizes.py checks that they agree).
+MAX_MESSAGE_BYTES = 1024 * 1024
+# What an event's value may take of it: the rest is the key and the record's framing.
+MAX_EVENT_BYTES = MAX_MESSAGE_BYTES - 1024
+# What a SendBatch's envelope (everything but its recipients: options with the
+# personalization defaults, app keys) may take; the scheduler fills the rest with
+# recipients, the publisher refuses a send whose envelope is larger.
+BATCH_ENVELOPE_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Topic:
     name: str
     partitions: int
-    # Kafka topic configs applied at creation (retention etc.).
+    # Kafka topic configs (retention etc.), applied at creation and to existing topics by
+    # ``pigeonhole kafka create-topics``.
     config: tuple[tuple[str, str], ...] = ()
+
+    def configs(self) -> dict[str, str]:
+        """Every config of the topic: its own, plus the contract's message size."""
+        return {"max.message.bytes": str(MAX_MESSAGE_BYTES), **dict(self.config)}
 
 
 # A SendBatch stays replayable (a consumer group reset, offsets expired) while it is on

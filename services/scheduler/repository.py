@@ -171,3 +171,16 @@ async def release(pool: asyncpg.Pool, job_id: int, owner: str) -> None:
         job_id,
         owner,
     )
+
+
+async def fail(pool: asyncpg.Pool, job_id: int, owner: str, error: str) -> None:
+    """A job that can never finish (a batch Kafka will never take): failed, with the error
+    an operator reads in GET /channels/push/sendjobs/{id}, and never claimed again."""
+    await pool.execute(
+        """UPDATE send_jobs SET status = 'failed', error = $3, lease_owner = NULL,
+                  lease_until = NULL, updated_at = now()
+            WHERE id = $1 AND lease_owner = $2""",
+        job_id,
+        owner,
+        error[:2000],
+    )

@@ -18,7 +18,8 @@ from services.scheduler.lease import Lease, LeaseLost
 from services.scheduler.planning import PlannedBatch, plan_batches
 from services.scheduler.repository import ClaimedJob
 from shared.events import BatchScheduled, SendOptions
-from shared.topics import SENDS, partition_of
+from shared.failures import dependency_down
+from shared.topics import MAX_EVENT_BYTES, SENDS, partition_of
 
 log = logging.getLogger(__name__)
 # Recipients read per page, in batches; a short batch at a page's end is re-read with the
@@ -56,6 +57,8 @@ class JobRunner:
             log.warning(
                 "send job lease lost; stopping", extra={"job_id": job.id, "error": str(exc)}
             )
+            return True
+        except JobFailed:  # recorded on the job (status failed, error) and logged
             return True
         finally:
             await repository.release(self.pool, job.id, self.owner)
@@ -96,6 +99,9 @@ class JobRunner:
     async def _produce(
         self, job: ClaimedJob, options: SendOptions, seq: int, batch: PlannedBatch
     ) -> None:
+        """Produce one batch and wait for Kafka's acknowledgement. A batch Kafka can never
+        take (too large, say) fails the job with the error, instead of leaving it to be
+        re-claimed first forever; an outage raises, and the job resumes from its checkpoint."""
         event = BatchScheduled(
             event_id=f"job-{job.id}-batch-{seq}",
             job_id=job.id,
@@ -108,13 +114,34 @@ class JobRunner:
             launched_at=job.launched_at,
             recipients=list(batch.recipients),
         )
-        partitions = await self.producer.partitions_for(SENDS.name)
-        with metrics.PRODUCE_SECONDS.time():
-            await self.producer.send_and_wait(
-                SENDS.name,
-                event.model_dump_json().encode(),
-                key=str(batch.bucket).encode(),
-                partition=partition_of(batch.bucket, len(partitions)),
-            )
+        value = event.model_dump_json().encode()
+        try:
+            if len(value) > MAX_EVENT_BYTES:
+                raise BatchTooLarge(
+                    f"batch {seq} is {len(value)} bytes; a Kafka message holds {MAX_EVENT_BYTES}"
+                )
+            partitions = await self.producer.partitions_for(SENDS.name)
+            with metrics.PRODUCE_SECONDS.time():
+                await self.producer.send_and_wait(
+                    SENDS.name,
+                    value,
+                    key=str(batch.bucket).encode(),
+                    partition=partition_of(batch.bucket, len(partitions)),
+                )
+        except Exception as exc:
+            if dependency_down(exc) is not None:
+                raise
+            error = f"{type(exc).__name__}: {exc}"
+            await repository.fail(self.pool, job.id, self.owner, error)
+            log.error("send job failed", extra={"job_id": job.id, "error": error})
+            raise JobFailed(error) from exc
         metrics.BATCHES.inc()
         metrics.RECIPIENTS.inc(len(batch.recipients))
+
+
+class BatchTooLarge(Exception):
+    """A planned batch larger than a Kafka message (its envelope grew past the limit)."""
+
+
+class JobFailed(Exception):
+    """The job was marked failed; its run stops."""
