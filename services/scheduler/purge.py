@@ -32,7 +32,7 @@ CAP_HITS_KEPT_SECONDS = CAP_RETENTION_MS / 1000 + MARGIN_SECONDS
 _PURGE_CHUNK = """
 DELETE FROM inbox_entries
  WHERE id IN (SELECT id FROM inbox_entries
-               WHERE expires_at < now() - make_interval(secs => greatest($1, $3))
+               WHERE expires_at < now() - make_interval(secs => greatest($1::float8, $3::float8))
                  AND delivered_at < now() - make_interval(secs => $3)
                LIMIT $2)
 """

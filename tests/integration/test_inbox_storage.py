@@ -1,5 +1,6 @@
 """Inbox storage housekeeping on the real PostgreSQL: the size cap evicts oldest first,
-and expired entries are purged in bounded chunks."""
+and expired entries are purged in bounded chunks, but only once their batch can no
+longer be replayed: until then their rows keep a replay a duplicate."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.delivery.repository import evict_oldest
-from services.scheduler.purge import purge_expired
+from services.delivery.repository import Content, NewEntry, evict_oldest, insert_entries
+from services.scheduler.purge import REPLAY_WINDOW_SECONDS, purge_expired
+from shared.topics import SENDS
 
 _batches = itertools.count(1)
 
@@ -48,13 +50,44 @@ async def test_the_inbox_cap_evicts_the_oldest_entries(pool: asyncpg.Pool) -> No
     )
 
 
-async def test_expired_entries_are_purged_in_chunks_and_live_ones_stay(pool: asyncpg.Pool) -> None:
+async def test_expired_entries_are_purged_in_chunks_once_no_replay_can_return(
+    pool: asyncpg.Pool,
+) -> None:
     contact = f"purge-{uuid.uuid4().hex}"
     expired = await _entries(pool, contact, 7, datetime(2020, 1, 1, tzinfo=UTC))
+    await pool.execute(
+        "UPDATE inbox_entries SET delivered_at = $2 WHERE id = ANY($1)",
+        expired, datetime(2019, 12, 1, tzinfo=UTC),
+    )  # fmt: skip
+    replayable = await _entries(pool, contact, 2, datetime(2020, 1, 1, tzinfo=UTC))
     live = await _entries(pool, contact, 2, datetime(2099, 1, 1, tzinfo=UTC))
     forever = await _entries(pool, contact, 1, None)
     purged = await purge_expired(pool, grace_seconds=0, chunk=3)
     assert purged >= 7
     left = await pool.fetch("SELECT id FROM inbox_entries WHERE contact_id = $1", contact)
-    assert sorted(r["id"] for r in left) == sorted(live + forever)
-    assert not set(expired) & {r["id"] for r in left}
+    assert sorted(r["id"] for r in left) == sorted(replayable + live + forever)
+
+
+def test_the_replay_window_outlasts_the_sends_topic() -> None:
+    config = dict(SENDS.config)
+    kept_ms = int(config["retention.ms"]) + int(config["segment.ms"])
+    assert kept_ms < REPLAY_WINDOW_SECONDS * 1000
+
+
+CONTENT = Content("c", "inbox", {}, {}, {}, None, [], None)
+
+
+async def test_an_evicted_entry_is_still_a_duplicate_when_its_batch_comes_again(
+    pool: asyncpg.Pool,
+) -> None:
+    contact, job = f"evict-{uuid.uuid4().hex}", -(10**15) - next(_batches)
+    entry = NewEntry(contact, {}, 1, None)
+
+    async def file() -> set[str]:
+        return await insert_entries(
+            pool, job_id=job, content=CONTENT, app_keys=["a"], is_test=False, entries=[entry]
+        )
+
+    assert await file() == {contact}
+    assert await evict_oldest(pool, [contact], 0) == 1
+    assert await file() == set()

@@ -1,0 +1,127 @@
+"""Frequency caps survive Redis losing its data: every admitted hit is recorded in
+PostgreSQL, and the sets are rebuilt from there (automatically when the rebuild marker is
+gone, or by `pigeonhole caps rebuild`). Real Redis and PostgreSQL.
+
+Tests remove only their own contacts' cap keys and the marker, never the whole Redis
+(other tests share it); the automatic rebuild then reloads every recorded hit, which
+changes nothing for keys that are still there."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from services.delivery.caps import FrequencyCaps, app_caps, cap_key, tag_caps
+from services.scheduler.purge import purge_cap_hits
+from shared.cap_hits import ensure_loaded, rebuild
+from shared.redis_keys import CAPS_REBUILT
+from tests.conftest import cli
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+DAILY_TWO = app_caps({"app": {"perDay": 2}})
+
+
+@pytest.fixture
+async def caps(redis_client: aioredis.Redis, pool: asyncpg.Pool) -> AsyncIterator[FrequencyCaps]:
+    yield FrequencyCaps(redis_client, pool)
+
+
+def contact() -> str:
+    return f"rebuild-{uuid.uuid4().hex}"
+
+
+async def lose(redis: aioredis.Redis, *contacts: str) -> None:
+    """What Redis losing its data looks like to these contacts: their sets and the marker
+    are gone."""
+    keys = [cap_key(c, s) for c in contacts for s in ("app:app", "tag:promo")]
+    await redis.delete(*keys, CAPS_REBUILT)
+
+
+async def hits(pool: asyncpg.Pool, who: str) -> list[tuple[int, list[str]]]:
+    rows = await pool.fetch(
+        "SELECT send_job_id, scopes FROM cap_hits WHERE contact_id = $1 ORDER BY 1", who
+    )
+    return [(r["send_job_id"], r["scopes"]) for r in rows]
+
+
+async def test_admitted_recipients_are_recorded_once_and_capped_ones_not(
+    caps: FrequencyCaps, pool: asyncpg.Pool
+) -> None:
+    who = contact()
+    limits = DAILY_TWO + tag_caps({"promo": (5, 3600)})
+    for job in (1, 1, 2, 3):  # job 1 redelivered; job 3 is over the daily cap
+        await caps.admit(job, [who], limits, NOW)
+    assert await hits(pool, who) == [(1, ["app:app", "tag:promo"]), (2, ["app:app", "tag:promo"])]
+
+
+async def test_sends_without_caps_record_nothing(caps: FrequencyCaps, pool: asyncpg.Pool) -> None:
+    who = contact()
+    assert await caps.admit(1, [who], [], NOW) == set()
+    assert await hits(pool, who) == []
+
+
+async def test_after_redis_lost_its_data_the_caps_still_bite(
+    caps: FrequencyCaps, redis_client: aioredis.Redis
+) -> None:
+    who, fresh = contact(), contact()
+    assert await caps.admit(1, [who], DAILY_TWO, NOW) == set()
+    assert await caps.admit(2, [who], DAILY_TWO, NOW + timedelta(minutes=1)) == set()
+    await lose(redis_client, who, fresh)
+
+    assert await caps.admit(3, [who, fresh], DAILY_TWO, NOW + timedelta(minutes=2)) == {who}
+    assert await redis_client.exists(CAPS_REBUILT)
+    # rebuilt with the original scores, so the windows still roll at the right time
+    key = cap_key(who, "app:app")
+    assert await redis_client.zscore(key, "1") == NOW.timestamp() * 1000
+    assert await redis_client.zscore(key, "2") == (NOW + timedelta(minutes=1)).timestamp() * 1000
+    assert await caps.admit(2, [who], DAILY_TWO, NOW) == set()  # a redelivery stays admitted
+    assert await caps.admit(4, [who], DAILY_TWO, NOW + timedelta(days=1, minutes=1)) == set()
+
+
+async def test_many_workers_finding_redis_empty_rebuild_once(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    await redis_client.delete(CAPS_REBUILT)
+    done = await asyncio.gather(*(ensure_loaded(pool, redis_client) for _ in range(5)))
+    # (the stack's own delivery worker may win the lock instead of these five)
+    assert sum(1 for d in done if d is not None) <= 1
+    assert await redis_client.exists(CAPS_REBUILT)
+
+
+async def test_the_rebuild_command_restores_lost_sets(
+    caps: FrequencyCaps, redis_client: aioredis.Redis
+) -> None:
+    who = contact()
+    await caps.admit(7, [who], DAILY_TWO, NOW)
+    await redis_client.delete(cap_key(who, "app:app"))  # lost, but the marker survived
+
+    out = cli("caps", "rebuild")
+
+    assert out.startswith("rebuilt "), out
+    assert await redis_client.zrange(cap_key(who, "app:app"), 0, -1) == [b"7"]
+
+
+async def test_hits_older_than_every_window_are_neither_rebuilt_nor_kept(
+    pool: asyncpg.Pool, redis_client: aioredis.Redis
+) -> None:
+    old, recent = contact(), contact()
+    await pool.execute(
+        """INSERT INTO cap_hits (send_job_id, contact_id, scopes, counted_at)
+           VALUES (1, $1, ARRAY['app:app'], now() - interval '40 days'),
+                  (1, $2, ARRAY['app:app'], now() - interval '20 days')""",
+        old, recent,
+    )  # fmt: skip
+    await rebuild(pool, redis_client)
+    assert not await redis_client.exists(cap_key(old, "app:app"))
+    assert await redis_client.zcard(cap_key(recent, "app:app")) == 1
+
+    assert await purge_cap_hits(pool, chunk=1) >= 1
+    assert await hits(pool, old) == []
+    assert await hits(pool, recent) == [(1, ["app:app"])]
+    await redis_client.delete(cap_key(recent, "app:app"))
