@@ -68,8 +68,24 @@ class BatchScheduled(Event):
 
 
 SkipReason = Literal[
-    "unknown_contact", "expired", "unsubscribed", "frequency_capped", "duplicate", "unknown_content"
+    "unknown_contact",
+    "expired",
+    "unsubscribed",
+    "frequency_capped",
+    "duplicate",
+    "unknown_content",
+    "personalization_failed",
 ]
+
+
+class OutcomeDetail(BaseModel):
+    """Why one recipient was skipped, for the operator: the merge tag or formula that
+    failed (None when no single field is to blame) and the error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str | None = Field(default=None, max_length=200)
+    error: str = Field(max_length=500)
 
 
 class RecipientOutcome(BaseModel):
@@ -78,6 +94,9 @@ class RecipientOutcome(BaseModel):
     contact_id: str
     outcome: Literal["delivered", "skipped"]
     reason: SkipReason | None = None
+    # Only with ``personalization_failed``; producers leave it out when None
+    # (``model_dump_json(exclude_none=True)``) so other outcomes read as before.
+    detail: OutcomeDetail | None = None
 
 
 class BatchDelivered(Event):

@@ -9,6 +9,8 @@ None. Every consumer and API uses this one function, so the rule is the same eve
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import redis.exceptions
 from aiokafka import errors as kafka_errors
@@ -63,7 +65,11 @@ def dependency_down(exc: BaseException) -> str | None:
             error.retriable or isinstance(error, _KAFKA_UNFLAGGED)
         ):
             return "kafka"
-        if isinstance(error, _LOW_LEVEL):
+        # A time limit (asyncio.timeout) that cancelled a call inside a client: the
+        # TimeoutError is raised by asyncio, the cancellation it wraps by the client.
+        if isinstance(error, _LOW_LEVEL) or (
+            isinstance(error, asyncio.CancelledError) and isinstance(exc, TimeoutError)
+        ):
             origin = _raised_by_client(error)
             if origin is not None:
                 return origin

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
-from services.delivery import repository
+from services.delivery import failures_repository, repository
 from services.delivery.repository import ContactState, Content, NewEntry
-from shared.events import BatchDelivered, BatchScheduled
+from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
@@ -79,6 +79,9 @@ class PgDeliveryStore:
             await repository.evict_oldest(self.pool, sorted(filed), self.inbox_cap)
         return filed
 
+    async def record_failures(self, job_id: int, failures: Mapping[str, OutcomeDetail]) -> None:
+        await failures_repository.insert_failures(self.pool, job_id, failures)
+
 
 class RedisInboxSignal:
     def __init__(self, redis: Redis) -> None:
@@ -94,5 +97,20 @@ class KafkaOutcomes:
 
     async def __call__(self, result: BatchDelivered) -> None:
         await self.producer.send_and_wait(
-            DELIVERIES.name, result.model_dump_json().encode(), key=str(result.job_id).encode()
+            DELIVERIES.name, outcomes_message(result), key=str(result.job_id).encode()
         )
+
+
+# Below the broker's default message size (1 MiB) with room for the record's overhead.
+MAX_OUTCOMES_BYTES = 900_000
+
+
+def outcomes_message(result: BatchDelivered) -> bytes:
+    """The event as JSON without null fields (so outcomes without a detail read exactly as
+    before ``detail`` existed). Should the details make it too large for the broker, they
+    are left out: ``delivery_failures`` keeps them all."""
+    message = result.model_dump_json(exclude_none=True).encode()
+    if len(message) <= MAX_OUTCOMES_BYTES:
+        return message
+    bare = [o.model_copy(update={"detail": None}) for o in result.outcomes]
+    return result.model_copy(update={"outcomes": bare}).model_dump_json(exclude_none=True).encode()

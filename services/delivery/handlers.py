@@ -1,13 +1,20 @@
 """Deliver one SendBatch: decide deliver-or-skip per recipient, file inbox entries.
 
 The order of checks is the product's promise: unknown contact, expiry, subscription
-category, (frequency caps: not built yet), duplicate. Everything is done per batch:
+category, personalization, frequency caps, duplicate. Everything is done per batch:
 one query for the contacts, one INSERT for the entries, one pipelined Redis round trip.
+
+One recipient whose copy cannot be personalized (a formula failing on a hostile
+attribute, a value that cannot be printed, any error while rendering that recipient) is
+skipped with ``personalization_failed``; the field and the error travel with its outcome
+and are kept in ``delivery_failures``. It is personalized before the caps are counted, so
+it uses up no cap. The rest of the batch is delivered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -16,12 +23,15 @@ from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import (
     BatchDelivered,
     BatchScheduled,
+    OutcomeDetail,
     Recipient,
     RecipientOutcome,
     SkipReason,
 )
-from shared.personalization import Personalizer, compile_tree
+from shared.personalization import PersonalizationError, Personalizer, compile_tree
 from shared.personalization.urls import drop_unsafe_urls, urls_depend_on_personalization
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryStore(Protocol):
@@ -36,6 +46,8 @@ class DeliveryStore(Protocol):
     async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]: ...
 
     async def tag_caps(self, tags: list[str]) -> dict[str, tuple[int, int]]: ...
+
+    async def record_failures(self, job_id: int, failures: Mapping[str, OutcomeDetail]) -> None: ...
 
 
 class CapCounter(Protocol):
@@ -102,46 +114,23 @@ class BatchDeliverer:
                 skipped[recipient.contact_id] = reason
             else:
                 eligible.append(recipient)
+        entries, failures = _personalize(batch, content, eligible, contacts, expires_at)
+        if failures:
+            skipped.update(dict.fromkeys(failures, "personalization_failed"))
+            await self.store.record_failures(batch.job_id, failures)
         capped = await self.caps.admit(
-            batch.job_id, [r.contact_id for r in eligible], await self._caps(batch, content), now
+            batch.job_id, [e.contact_id for e in entries], await self._caps(batch, content), now
         )
         skipped.update(dict.fromkeys(capped, "frequency_capped"))
-        admitted = [r for r in eligible if r.contact_id not in capped]
-        entries = self._personalize(batch, content, admitted, contacts, expires_at)
+        entries = [e for e in entries if e.contact_id not in capped]
         filed = await self.store.file_entries(batch, content, entries)
         skipped.update({e.contact_id: "duplicate" for e in entries if e.contact_id not in filed})
         # Duplicates too: if an earlier attempt filed them but died before this signal
         # (Redis down), only this retry can make their messages visible to sync.
         await self.signal.inboxes_changed([e.contact_id for e in entries])
-        result = self._outcomes(batch, skipped)
+        result = self._outcomes(batch, skipped, failures)
         await self.emit(result)
         return result
-
-    @staticmethod
-    def _personalize(
-        batch: BatchScheduled,
-        content: Content,
-        recipients: list[Recipient],
-        contacts: dict[str, ContactState],
-        expires_at: datetime | None,
-    ) -> list[NewEntry]:
-        """Each recipient's copy of the content, merge tags filled, unsafe URLs blanked."""
-        personalizer = Personalizer(
-            content.personalization_defaults,
-            content.personalization_formulas,
-            batch.options.personalization_defaults,
-        )
-        render = compile_tree(content.body)  # parsed once per batch, not per recipient
-        check_urls = urls_depend_on_personalization(content.kind, content.body)
-        views = max_views_for(batch, content)
-        entries = []
-        for recipient in recipients:
-            attributes = contacts[recipient.contact_id].attributes
-            payload = render(personalizer.values_for(recipient.personalization, attributes))
-            if check_urls:
-                payload = drop_unsafe_urls(content.kind, payload)
-            entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
-        return entries
 
     async def _caps(self, batch: BatchScheduled, content: Content) -> list[Cap]:
         """App limits count only usingAppFrequency sends; tag caps count every send whose
@@ -168,7 +157,12 @@ class BatchDeliverer:
         return None
 
     @staticmethod
-    def _outcomes(batch: BatchScheduled, skipped: dict[str, Any]) -> BatchDelivered:
+    def _outcomes(
+        batch: BatchScheduled,
+        skipped: dict[str, Any],
+        details: Mapping[str, OutcomeDetail] | None = None,
+    ) -> BatchDelivered:
+        details = details or {}
         return BatchDelivered(
             event_id=f"delivered-{batch.job_id}-{batch.batch_seq}",
             job_id=batch.job_id,
@@ -177,10 +171,66 @@ class BatchDeliverer:
             is_test=batch.options.is_test,
             outcomes=[
                 RecipientOutcome(
-                    contact_id=r.contact_id, outcome="skipped", reason=skipped[r.contact_id]
+                    contact_id=r.contact_id,
+                    outcome="skipped",
+                    reason=skipped[r.contact_id],
+                    detail=details.get(r.contact_id),
                 )
                 if r.contact_id in skipped
                 else RecipientOutcome(contact_id=r.contact_id, outcome="delivered")
                 for r in batch.recipients
             ],
         )
+
+
+def _personalize(
+    batch: BatchScheduled,
+    content: Content,
+    recipients: list[Recipient],
+    contacts: dict[str, ContactState],
+    expires_at: datetime | None,
+) -> tuple[list[NewEntry], dict[str, OutcomeDetail]]:
+    """Each recipient's copy of the content, merge tags filled, unsafe URLs blanked; and
+    the recipients whose copy could not be made, with why."""
+    try:
+        personalizer = Personalizer(
+            content.personalization_defaults,
+            content.personalization_formulas,
+            batch.options.personalization_defaults,
+        )
+        render = compile_tree(content.body)  # parsed once per batch, not per recipient
+        check_urls = urls_depend_on_personalization(content.kind, content.body)
+    except Exception as exc:  # the content itself cannot be personalized: nobody can be
+        detail = failure_detail(exc)
+        return [], {r.contact_id: detail for r in recipients}
+    views = max_views_for(batch, content)
+    entries, failures = [], {}
+    for recipient in recipients:
+        try:
+            attributes = contacts[recipient.contact_id].attributes
+            payload = render(personalizer.values_for(recipient.personalization, attributes))
+            if check_urls:
+                payload = drop_unsafe_urls(content.kind, payload)
+        except Exception as exc:  # one recipient's bad value stops only that recipient
+            failures[recipient.contact_id] = failure_detail(exc)
+            continue
+        entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
+    if failures:
+        first = next(iter(failures.values()))
+        log.warning(
+            "recipients skipped: personalization failed",
+            extra={"job_id": batch.job_id, "batch_seq": batch.batch_seq,
+                   "count": len(failures), "field": first.field, "error": first.error},
+        )  # fmt: skip
+    return entries, failures
+
+
+def failure_detail(exc: BaseException) -> OutcomeDetail:
+    """The field to blame (when one is) and a short error, never longer than the wire allows."""
+    if isinstance(exc, PersonalizationError):
+        return OutcomeDetail(field=exc.field[:200], error=exc.error[:300])
+    try:
+        message = str(exc)
+    except Exception:  # an error whose message cannot be made still has a type
+        message = ""
+    return OutcomeDetail(field=None, error=f"{type(exc).__name__}: {message}"[:300])

@@ -19,3 +19,8 @@ CONSUMER_LAG = Gauge(
     "SendBatch events waiting behind the one just handled, per partition of pigeonhole.sends",
     ["partition"],
 )
+DEPENDENCY_DOWN = Gauge(
+    "pigeonhole_delivery_dependency_down",
+    "1 while the worker waits for a dependency to answer (its batch is retried meanwhile)",
+    ["dependency"],
+)

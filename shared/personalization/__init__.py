@@ -8,6 +8,7 @@ defaults. Names match case-insensitively. A tag with no value anywhere renders e
 from shared.personalization.formulas import FormulaError, compile_formula
 from shared.personalization.merge import (
     MergeTagError,
+    PersonalizationError,
     Personalizer,
     compile_tree,
     find_merge_tags,
@@ -17,6 +18,7 @@ from shared.personalization.merge import (
 __all__ = [
     "FormulaError",
     "MergeTagError",
+    "PersonalizationError",
     "Personalizer",
     "compile_formula",
     "compile_tree",

@@ -16,6 +16,11 @@ defaults):
     left(x, n) right(x, n)
     now()                        the delivery time (UTC)
     addDays(date, n)
+
+Evaluating a formula raises nothing but ``FormulaError``, whatever the input: a date
+outside years 1..9999 (``1e20`` epoch millis), a count too large, a non-finite number, an
+integer too long to print, a result longer than ``MAX_RESULT_CHARS``. Delivery skips that
+one recipient (``personalization_failed``) and names the formula and the error.
 """
 
 from __future__ import annotations
@@ -40,6 +45,24 @@ _TOKEN = re.compile(
 
 class FormulaError(ValueError):
     pass
+
+
+MAX_SOURCE_CHARS = 2000  # a formula's source
+MAX_DEPTH = 32  # nested calls
+MAX_NUMBER_CHARS = 18  # digits of a number literal (fits an int64)
+MAX_RESULT_CHARS = 16_384  # one formula's text result
+MAX_COUNT = 1_000_000  # n of left/right, days of addDays (about 2,700 years)
+
+
+def _brief(value: Any) -> str:
+    """A short, safe description of an input for an error message (never huge, never raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # a value too deep or too long to print still gets named
+        return f"a {type(value).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass(frozen=True)
@@ -96,29 +119,35 @@ class _Parser:
         if (kind, text) != ("punct", punct):
             raise FormulaError(f"expected {punct!r}, found {text!r}")
 
-    def expr(self) -> Node:
+    def expr(self, depth: int = 0) -> Node:
+        if depth > MAX_DEPTH:
+            raise FormulaError(f"calls nest deeper than {MAX_DEPTH}")
         kind, text = self.take()
         if kind == "string":
             return _Lit(re.sub(r"\\(.)", r"\1", text[1:-1]))
         if kind == "number":
+            if len(text.lstrip("-")) > MAX_NUMBER_CHARS:
+                raise FormulaError(
+                    f"number {_brief(text)} is longer than {MAX_NUMBER_CHARS} digits"
+                )
             return _Lit(float(text) if "." in text else int(text))
         if kind == "name":
             if self.peek() == ("punct", "("):
-                return self.call(text)
+                return self.call(text, depth)
             return _Field(text.casefold())
         raise FormulaError(f"unexpected {text!r}")
 
-    def call(self, name: str) -> Node:
+    def call(self, name: str, depth: int) -> Node:
         func = name.casefold()
         if func not in _FUNCTIONS:
             raise FormulaError(f"unknown function {name!r}")
         self.expect("(")
         args: list[Node] = []
         if self.peek() != ("punct", ")"):
-            args.append(self.expr())
+            args.append(self.expr(depth + 1))
             while self.peek() == ("punct", ","):
                 self.take()
-                args.append(self.expr())
+                args.append(self.expr(depth + 1))
         self.expect(")")
         low, high = _FUNCTIONS[func][1]
         if not low <= len(args) <= high:
@@ -138,6 +167,8 @@ class Formula:
 def compile_formula(source: str) -> Formula:
     if not isinstance(source, str) or not source.strip():
         raise FormulaError("a formula must be a non-empty string")
+    if len(source) > MAX_SOURCE_CHARS:
+        raise FormulaError(f"a formula is at most {MAX_SOURCE_CHARS} characters")
     parser = _Parser(_tokenize(source))
     root = parser.expr()
     if parser.peek() is not None:
@@ -155,7 +186,16 @@ def _eval(node: Node, values: Mapping[str, Any]) -> Any:
     if isinstance(node, _Field):
         return values.get(node.name)
     func = _FUNCTIONS[node.func][0]
-    return func(*(_eval(arg, values) for arg in node.args))
+    args = [_eval(arg, values) for arg in node.args]
+    try:
+        result = func(*args)
+    except FormulaError:
+        raise
+    except Exception as exc:  # a pure function failing is always about its input
+        raise FormulaError(f"{node.func}(): {type(exc).__name__}: {str(exc)[:160]}") from exc
+    if isinstance(result, str) and len(result) > MAX_RESULT_CHARS:
+        raise FormulaError(f"{node.func}() makes a text longer than {MAX_RESULT_CHARS} characters")
+    return result
 
 
 # --- dates -------------------------------------------------------------------------------
@@ -188,7 +228,12 @@ def java_to_strftime(pattern: str) -> str:
     return "".join(out)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def _as_datetime(value: Any) -> datetime | None:
+    """A date from a datetime, ISO text or epoch milliseconds; None when missing or not
+    a date at all; FormulaError for a number that is no date in years 1..9999."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -196,9 +241,16 @@ def _as_datetime(value: Any) -> datetime | None:
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
+        try:
+            return _EPOCH + timedelta(milliseconds=value)
+        except (OverflowError, ValueError):
+            raise FormulaError(
+                f"{_brief(value)} is not a date between years 1 and 9999 (epoch milliseconds)"
+            ) from None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
 
@@ -207,7 +259,11 @@ def _format(value: Any, pattern: Any) -> str | None:
     when = _as_datetime(value)
     if when is None or pattern is None:
         return None
-    text = when.strftime(java_to_strftime(str(pattern)))
+    if not isinstance(pattern, str) or len(pattern) > 100:
+        raise FormulaError(
+            f"a date pattern is text of at most 100 characters, not {_brief(pattern)}"
+        )
+    text = when.strftime(java_to_strftime(pattern))
     return text.replace("%f", f"{when.microsecond // 1000:03d}")
 
 
@@ -223,11 +279,38 @@ def _concat(*args: Any) -> str:
     return "".join("" if a is None else str(a) for a in args)
 
 
+def _count(n: Any, what: str) -> int:
+    """A whole number within ±MAX_COUNT (a number, or text that reads as one)."""
+    try:
+        count = int(n)
+    except (TypeError, ValueError, OverflowError):
+        raise FormulaError(f"{what} must be a whole number, not {_brief(n)}") from None
+    if abs(count) > MAX_COUNT:
+        raise FormulaError(f"{what} must be within ±{MAX_COUNT}, not {_brief(count)}")
+    return count
+
+
 def _add_days(value: Any, days: Any) -> str | None:
     when = _as_datetime(value)
-    if when is None or not isinstance(days, int):
+    if when is None or not isinstance(days, int) or isinstance(days, bool):
         return None
-    return (when + timedelta(days=days)).isoformat()
+    try:
+        return (when + timedelta(days=_count(days, "addDays' days"))).isoformat()
+    except OverflowError:
+        raise FormulaError(
+            f"addDays({when.date()}, {days}) is past year 9999 or before 1"
+        ) from None
+
+
+def _left(value: Any, n: Any) -> str | None:
+    return None if value is None else str(value)[: _count(n, "left's n")]
+
+
+def _right(value: Any, n: Any) -> str | None:
+    if value is None:
+        return None
+    count = _count(n, "right's n")
+    return str(value)[-count:] if count else ""
 
 
 def _lift(fn: Callable[[str], str]) -> Callable[[Any], str | None]:
@@ -242,8 +325,8 @@ _FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, int]]] = {
     "capitalize": (_lift(str.capitalize), (1, 1)),
     "concat": (_concat, (1, 20)),
     "coalesce": (_coalesce, (1, 20)),
-    "left": (lambda v, n: None if v is None else str(v)[: int(n)], (2, 2)),
-    "right": (lambda v, n: None if v is None else str(v)[-int(n) :] if int(n) else "", (2, 2)),
+    "left": (_left, (2, 2)),
+    "right": (_right, (2, 2)),
     "now": (lambda: datetime.now(UTC).isoformat(), (0, 0)),
     "adddays": (_add_days, (2, 2)),
     "str": (_str, (1, 1)),

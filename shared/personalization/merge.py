@@ -15,6 +15,15 @@ class MergeTagError(ValueError):
     pass
 
 
+class PersonalizationError(ValueError):
+    """One recipient's copy cannot be personalized: ``field`` names the formula or merge
+    tag, ``error`` says why. Delivery skips that recipient only."""
+
+    def __init__(self, field: str, error: str) -> None:
+        super().__init__(f"{field}: {error}")
+        self.field, self.error = field, error
+
+
 def find_merge_tags(text: str) -> list[str]:
     """The tag names used in ``text``; raises MergeTagError on a ``%%`` left unclosed."""
     names = _TAG.findall(text)
@@ -38,7 +47,9 @@ def _text(value: Any) -> str:
 class Personalizer:
     """Resolves merge-tag values for one recipient of one send.
 
-    Build once per content (formulas compile once), then call ``for_recipient``.
+    Build once per content (formulas compile once), then call ``values_for`` per
+    recipient: it raises PersonalizationError when a formula fails on that recipient's
+    values (a missing input is no failure: the tag falls back to the defaults).
     """
 
     def __init__(
@@ -49,9 +60,12 @@ class Personalizer:
     ) -> None:
         self._content_defaults = _folded(content_defaults)
         self._send_defaults = _folded(send_defaults)
-        self._formulas: dict[str, Formula] = {
-            name.casefold(): compile_formula(src) for name, src in (formulas or {}).items()
-        }
+        self._formulas: dict[str, Formula] = {}
+        for name, source in (formulas or {}).items():
+            try:
+                self._formulas[name.casefold()] = compile_formula(source)
+            except FormulaError as exc:
+                raise PersonalizationError(name, str(exc)) from exc
 
     def values_for(
         self, personalization: Mapping[str, Any] | None, attributes: Mapping[str, Any] | None
@@ -65,8 +79,8 @@ class Personalizer:
                 continue
             try:
                 result = formula.evaluate(own)
-            except FormulaError:
-                result = None
+            except FormulaError as exc:
+                raise PersonalizationError(name, str(exc)) from exc
             if result is not None:
                 values[name] = result
         values.update(own)
@@ -118,7 +132,10 @@ def _compile_text(text: str) -> tuple[Renderer, bool]:
     def render_text(values: Mapping[str, Any]) -> str:
         out = [literals[0]]
         for name, literal in zip(names, literals[1:], strict=True):
-            out += (_text(values.get(name)), literal)
+            try:
+                out += (_text(values.get(name)), literal)
+            except Exception as exc:  # e.g. an int too long to print, a value nested too deep
+                raise PersonalizationError(name, f"{type(exc).__name__}: {str(exc)[:160]}") from exc
         return "".join(out)
 
     return render_text, True

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from services.delivery.adapters import outcomes_message
 from services.delivery.caps import Cap
 from services.delivery.handlers import BatchDeliverer, effective_expiry
 from services.delivery.repository import ContactState, Content, NewEntry
-from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
+from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail, Recipient, SendOptions
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "x"
+    for _ in range(depth):
+        value = [value]
+    return value
+
 
 CONTENT = Content(
     id="MqU8NG7y",
@@ -38,6 +48,11 @@ class FakeStore:
         self._content, self._contacts = content, contacts
         self._app_limits, self._tag_caps = app_limits or {}, tag_caps or {}
         self.inbox: dict[tuple[int, str], NewEntry] = {}
+        self.failures: dict[tuple[int, str], OutcomeDetail] = {}
+
+    async def record_failures(self, job_id: int, failures: Mapping[str, OutcomeDetail]) -> None:
+        for contact_id, detail in failures.items():
+            self.failures.setdefault((job_id, contact_id), detail)
 
     async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]:
         return {k: v for k, v in self._app_limits.items() if k in app_keys}
@@ -276,3 +291,93 @@ async def test_unsubscribed_is_decided_before_caps_and_does_not_use_a_slot() -> 
     result = await d.deliver(batch("out", using_app_frequency=True))
     assert reasons(result) == {"out": "unsubscribed"}
     assert store.inbox == {}
+
+
+SEED_FORMULA_CONTENT = Content(
+    **{
+        **CONTENT.__dict__,
+        "body": {"payload": {"gcm": {"content": {"title": "Hi %%First_Name%%",
+                                                 "text": "Expires %%expiration_date%%"}}}},
+        "personalization_defaults": {"First_Name": "Valued Customer", "expiration_date": ""},
+        "personalization_formulas": {"expiration_date": 'format(Customer_Date, "dd-MM-yyyy")'},
+        "category": None,
+    }
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field"),
+    [
+        ({"Customer_Date": 1e20}, "expiration_date"),  # the issue: OSError in fromtimestamp
+        ({"Customer_Date": 10**30}, "expiration_date"),
+        ({"Customer_Date": float("nan")}, "expiration_date"),
+        ({"Customer_Date": float("inf")}, "expiration_date"),
+        ({"Customer_Date": -(10**15)}, "expiration_date"),
+        ({"First_Name": 10**5000}, "first_name"),  # too long to print
+        ({"First_Name": _nested(5000)}, "first_name"),  # too deep to print
+    ],
+)
+async def test_one_bad_recipient_is_skipped_and_the_rest_of_the_batch_delivered(
+    attributes: dict[str, Any], field: str
+) -> None:
+    store = FakeStore(
+        SEED_FORMULA_CONTENT,
+        {
+            "good": ContactState({"first_name": "Ada", "Customer_Date": "2026-03-05"}, {}),
+            "bad": ContactState(attributes, {}),
+            "plain": ContactState({}, {}),
+        },
+    )
+    d, signal, emitted = deliverer(store)
+    result = await d.deliver(batch("good", "bad", "plain"))
+    assert reasons(result) == {
+        "good": "delivered",
+        "bad": "personalization_failed",
+        "plain": "delivered",
+    }
+    content = store.inbox[(7, "good")].payload["payload"]["gcm"]["content"]
+    assert content == {"title": "Hi Ada", "text": "Expires 05-03-2026"}
+    assert (7, "bad") not in store.inbox
+    assert signal.changed == ["good", "plain"]
+    [bad] = [o for o in emitted[0].outcomes if o.contact_id == "bad"]
+    assert bad.detail is not None and bad.detail.field == field and bad.detail.error
+    assert store.failures == {(7, "bad"): bad.detail}
+
+
+async def test_a_recipient_skipped_for_personalization_uses_up_no_cap() -> None:
+    store = FakeStore(
+        SEED_FORMULA_CONTENT,
+        {"a": ContactState({"Customer_Date": 1e20}, {})},
+        app_limits={"app": {"perDay": 1}},
+    )
+    d, _, _ = deliverer(store)
+    first = await d.deliver(batch("a", using_app_frequency=True))
+    store._contacts["a"] = ContactState({"Customer_Date": "2026-03-05"}, {})
+    second = await d.deliver(batch("a", using_app_frequency=True).model_copy(update={"job_id": 8}))
+    assert [reasons(first), reasons(second)] == [
+        {"a": "personalization_failed"},
+        {"a": "delivered"},
+    ]
+
+
+async def test_a_content_whose_formula_cannot_compile_skips_its_recipients_with_the_formula() -> (
+    None
+):
+    broken = Content(**{**CONTENT.__dict__, "personalization_formulas": {"when": "format(d, "}})
+    d, _, emitted = deliverer(FakeStore(broken, {"a": ContactState({}, {})}))
+    assert reasons(await d.deliver(batch("a"))) == {"a": "personalization_failed"}
+    detail = emitted[0].outcomes[0].detail
+    assert detail is not None and detail.field == "when"
+
+
+async def test_outcomes_without_a_detail_read_as_before_on_the_wire() -> None:
+    contacts = {"a": ContactState({}, {}), "b": ContactState({"Customer_Date": 1e20}, {})}
+    store = FakeStore(SEED_FORMULA_CONTENT, contacts)
+    d, _, emitted = deliverer(store)
+    await d.deliver(batch("a", "b", "ghost"))
+    wire = json.loads(outcomes_message(emitted[0]))
+    assert wire["outcomes"][0] == {"contact_id": "a", "outcome": "delivered"}
+    assert wire["outcomes"][2] == {"contact_id": "ghost", "outcome": "skipped",
+                                   "reason": "unknown_contact"}  # fmt: skip
+    assert wire["outcomes"][1]["detail"]["field"] == "expiration_date"
+    assert BatchDelivered.model_validate_json(outcomes_message(emitted[0])) == emitted[0]

@@ -9,12 +9,21 @@ import pytest
 from shared.personalization import (
     FormulaError,
     MergeTagError,
+    PersonalizationError,
     Personalizer,
     compile_formula,
     compile_tree,
     find_merge_tags,
     render,
 )
+
+
+def _deep(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
 
 SEED_DEFAULTS = {"First_Name": "Valued Customer", "expiration_date": "", "cust_timestamp": ""}
 SEED_FORMULAS = {
@@ -159,3 +168,73 @@ def test_a_compiled_tree_renders_like_render_tree_and_shares_what_has_no_tags() 
         values = p.values_for(given, {})
         assert render(values) == p.render_tree(tree, values)
     assert render(p.values_for({}, {}))["static"] is static
+
+
+@pytest.mark.parametrize(
+    ("formula", "attributes"),
+    [
+        ('format(d, "dd-MM-yyyy")', {"d": 1e20}),  # the issue: OSError errno 75 before
+        ('format(d, "dd-MM-yyyy")', {"d": 10**30}),
+        ('format(d, "dd-MM-yyyy")', {"d": -(10**15)}),  # before year 1
+        ('format(d, "dd-MM-yyyy")', {"d": 253402300800000}),  # year 10000
+        ('format(d, "dd-MM-yyyy")', {"d": float("nan")}),
+        ('format(d, "dd-MM-yyyy")', {"d": float("inf")}),
+        ("format(d, p)", {"d": "2024-02-09", "p": "x" * 1000}),
+        ("format(d, p)", {"d": "2024-02-09", "p": "qq"}),
+        ("addDays(d, n)", {"d": "2024-02-09", "n": 10**30}),
+        ("addDays(d, n)", {"d": "9999-12-30", "n": 5}),
+        ("left(s, n)", {"s": "abc", "n": 10**30}),
+        ("right(s, n)", {"s": "abc", "n": "lots"}),
+        ("left(s, n)", {"s": "abc", "n": float("nan")}),
+        ("right(s, n)", {"s": "abc", "n": None}),
+        ("upper(s)", {"s": 10**5000}),  # an int too long to print
+        ("str(s)", {"s": _deep(5000)}),  # a list too deep to print
+        ("concat(s, s, s, s, s)", {"s": "x" * 5000}),  # longer than a result may be
+    ],
+)
+def test_formulas_raise_only_formula_error_on_hostile_values(
+    formula: str, attributes: dict[str, Any]
+) -> None:
+    folded = {k.casefold(): v for k, v in attributes.items()}
+    with pytest.raises(FormulaError):
+        compile_formula(formula).evaluate(folded)
+
+
+@pytest.mark.parametrize(
+    ("formula", "attributes", "expected"),
+    [
+        ('format(d, "yyyy-MM-dd")', {"d": -62135596800000}, "1-01-01"),  # year 1 (glibc %Y)
+        ('format(d, "dd-MM-yyyy")', {"d": 253402214400000}, "31-12-9999"),
+        ('format(d, "dd-MM-yyyy")', {"d": "not a date"}, None),  # not a date: the default
+        ('format(d, "dd-MM-yyyy")', {"d": "2024-02-09" * 20}, None),
+        ("left(s, n)", {"s": "abcdef", "n": "2"}, "ab"),
+        ("addDays(d, n)", {"d": "2024-02-09", "n": True}, None),
+    ],
+)
+def test_formula_edges_that_are_not_errors(
+    formula: str, attributes: dict[str, Any], expected: str | None
+) -> None:
+    folded = {k.casefold(): v for k, v in attributes.items()}
+    assert compile_formula(formula).evaluate(folded) == expected
+
+
+@pytest.mark.parametrize(
+    "formula",
+    [
+        "upper(" * 40 + "x" + ")" * 40,  # nested too deep
+        "left(x, 1" + "0" * 30 + ")",  # a number literal too long for an int64
+        "concat(" + ", ".join(['"ab"'] * 19) + ")" + " " * 3000,  # too long a source
+    ],
+)
+def test_formulas_too_large_to_compile_are_rejected(formula: str) -> None:
+    with pytest.raises(FormulaError):
+        compile_formula(formula)
+
+
+def test_a_failing_formula_names_itself_for_the_recipient_it_failed_on() -> None:
+    with pytest.raises(PersonalizationError) as failed:
+        values({}, {"Customer_Date": 1e20})
+    assert failed.value.field == "expiration_date"
+    assert "9999" in failed.value.error
+    # a missing input is no failure: the tag falls back to the defaults
+    assert render("%%expiration_date%%", values({}, {})) == ""
