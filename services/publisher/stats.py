@@ -19,7 +19,8 @@ import asyncpg
 from shared.events import BatchDelivered, MessageEngaged
 
 Scope = Literal["sendJobId", "campaignId", "contentId", "tag"]
-SKIP_REASONS = ("unknown_contact", "expired", "unsubscribed", "frequency_capped", "unknown_content")
+SKIP_REASONS = ("unknown_contact", "expired", "unsubscribed", "frequency_capped", "unknown_content",
+                "personalization_failed")  # fmt: skip
 
 
 async def apply_deliveries(pool: asyncpg.Pool, events: list[BatchDelivered]) -> None:
