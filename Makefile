@@ -9,7 +9,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
 
-.PHONY: help up down restart status test unit lint fmt bench venv stack migrate topics logs
+.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ status: ## what is running where
 
 test: up ## bring the stack up, then run every test (unit, integration, end to end)
 	@$(BIN)/pytest -q
+
+test-faults: up ## the fault suite alone: Kafka, PostgreSQL, Redis and each service broken mid-campaign
+	@$(BIN)/pytest -q tests/faults
 
 unit: venv ## unit tests only (no services needed)
 	@$(BIN)/pytest -q tests/unit
