@@ -12,7 +12,7 @@ export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
 .PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs
 
 help: ## list the commands
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(UV):
 	@python3 -m venv $(STATE_DIR)/tools/uv
