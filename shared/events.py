@@ -27,6 +27,9 @@ class Event(BaseModel):
 
 
 ContentKind = Literal["inapp", "inbox"]
+# Numbers stored in PostgreSQL columns: a value beyond them is refused when decoded.
+BIGINT_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
 
 
 class Recipient(BaseModel):
@@ -42,7 +45,7 @@ class SendOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_views: int | None = Field(default=None, ge=1)
+    max_views: int | None = Field(default=None, ge=1, le=INT_MAX)
     expiration_date: datetime | None = None
     personalization_defaults: dict[str, Any] = Field(default_factory=dict)
     using_app_frequency: bool = False
@@ -56,9 +59,9 @@ class BatchScheduled(Event):
     scheduler restart, so a re-sent batch is recognisable.
     """
 
-    job_id: int
-    batch_seq: int = Field(ge=0)
-    bucket: int = Field(ge=0)
+    job_id: int = Field(ge=-BIGINT_MAX - 1, le=BIGINT_MAX)  # a PostgreSQL bigint
+    batch_seq: int = Field(ge=0, le=INT_MAX)
+    bucket: int = Field(ge=0, le=INT_MAX)
     content_id: str
     content_kind: ContentKind
     app_keys: list[str] = Field(min_length=1)
