@@ -3,7 +3,7 @@
 Every recipient a send with caps admitted has a row (written by the delivery worker right
 after the Redis script counted it). A rebuild reads the rows of the last
 ``CAP_RETENTION_MS`` in chunks along the primary key, ZADDs them (member = send job id,
-score = counted_at in ms, as the script does) in one pipelined round trip per chunk, then
+score = counted_at in ms, as the cap script does) with a few script calls per chunk, then
 writes the ``CAPS_REBUILT`` marker. ZADD NX of a member already present changes nothing,
 so a rebuild never counts a hit twice and may run while sends are being counted.
 
@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +47,18 @@ SELECT send_job_id, contact_id, scopes, counted_at
  LIMIT $4
 """
 
+# KEYS: cap sets; ARGV: retention_ms, then (score, member) per key. NX: a score
+# Redis still has stays (it is the one the worker counted with).
+_LOAD = """
+local retention = ARGV[1]
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, 'NX', ARGV[2 * i], ARGV[2 * i + 1])
+  redis.call('PEXPIRE', key, retention)
+end
+return #KEYS
+"""
+SCRIPT_HITS = 5_000
+
 # Delete the lock only if it is still ours (it may have lapsed and been taken since).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -57,8 +68,8 @@ return 0
 
 @dataclass(frozen=True)
 class Rebuilt:
-    hits: int
-    keys: int
+    hits: int  # rows of cap_hits read
+    members: int  # (set, send job) pairs written: a hit counts once per scope
     seconds: float
 
 
@@ -67,42 +78,46 @@ async def rebuild(pool: asyncpg.Pool, redis: Redis, chunk: int = CHUNK) -> Rebui
     started = time.monotonic()
     cutoff = datetime.now(UTC) - timedelta(milliseconds=CAP_RETENTION_MS)
     after: tuple[int, str] = (-(2**63), "")
-    hits, keys = 0, 0
+    hits, members = 0, 0
     while True:
         rows = await pool.fetch(_CHUNK_SQL, after[0], after[1], cutoff, chunk)
         if not rows:
             break
-        keys += await _load_chunk(redis, rows)
+        members += await _load_chunk(redis, rows)
         hits += len(rows)
         after = (rows[-1]["send_job_id"], rows[-1]["contact_id"])
         if len(rows) < chunk:
             break
     async with asyncio.timeout(TIMEOUT):
         await redis.set(CAPS_REBUILT, datetime.now(UTC).isoformat())
-    result = Rebuilt(hits, keys, time.monotonic() - started)
+    result = Rebuilt(hits, members, time.monotonic() - started)
     log.info(
         "frequency caps rebuilt from PostgreSQL",
-        extra={"hits": hits, "keys": keys, "seconds": round(result.seconds, 3)},
+        extra={"hits": hits, "members": members, "seconds": round(result.seconds, 3)},
     )
     return result
 
 
 async def _load_chunk(redis: Redis, rows: list[asyncpg.Record]) -> int:
-    """ZADD one chunk of rows, grouped by key, in one pipelined round trip; return the
-    number of distinct keys written."""
-    members: dict[str, dict[str, int]] = defaultdict(dict)
+    """ZADD NX one chunk of rows with a script call per ``SCRIPT_HITS`` (each call keeps
+    Redis busy for a few milliseconds only); return the number of ZADDs."""
+    keys: list[str] = []
+    args: list[str | int] = []
     for row in rows:
-        score = int(row["counted_at"].timestamp() * 1000)
+        score, member = int(row["counted_at"].timestamp() * 1000), row["send_job_id"]
         for scope in row["scopes"]:
-            members[cap_key(row["contact_id"], scope)][str(row["send_job_id"])] = score
-    pipe = redis.pipeline(transaction=False)
-    for key, mapping in members.items():
-        pipe.zadd(key, mapping, nx=True)  # nx: a score Redis still has stays
-        pipe.pexpire(key, CAP_RETENTION_MS)
-    pipe.pexpire(CAPS_REBUILD_LOCK, LOCK_MS)
-    async with asyncio.timeout(TIMEOUT * 4):
-        await pipe.execute()
-    return len(members)
+            keys.append(cap_key(row["contact_id"], scope))
+            args += [score, member]
+    load = redis.register_script(_LOAD)
+    for start in range(0, len(keys), SCRIPT_HITS):
+        async with asyncio.timeout(TIMEOUT):
+            await load(
+                keys=keys[start : start + SCRIPT_HITS],
+                args=[CAP_RETENTION_MS, *args[2 * start : 2 * (start + SCRIPT_HITS)]],
+            )
+    async with asyncio.timeout(TIMEOUT):
+        await redis.pexpire(CAPS_REBUILD_LOCK, LOCK_MS)
+    return len(keys)
 
 
 async def ensure_loaded(pool: asyncpg.Pool, redis: Redis) -> Rebuilt | None:

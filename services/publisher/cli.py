@@ -113,13 +113,13 @@ def caps_rebuild() -> None:
         redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
         try:
             done = await rebuild_caps(pool, redis)
-            return done.hits, done.keys, done.seconds
+            return done.hits, done.members, done.seconds
         finally:
             await redis.aclose()
             await pool.close()
 
-    hits, keys, seconds = asyncio.run(run())
-    typer.echo(f"rebuilt {keys} cap set(s) from {hits} hit(s) in {seconds:.1f}s")
+    hits, members, seconds = asyncio.run(run())
+    typer.echo(f"rebuilt the cap sets from {hits} hit(s) ({members} members) in {seconds:.1f}s")
 
 
 def main() -> None:
