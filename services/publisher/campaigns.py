@@ -6,9 +6,15 @@ from typing import Any
 
 import asyncpg
 
-from services.publisher import jobs_repository
+from services.publisher import idempotency, jobs_repository, send_limits
 from services.publisher.errors import ApiError, field_error
-from services.publisher.handlers import check_app_keys, resolve_message, send_options
+from services.publisher.handlers import (
+    ResolvedMessage,
+    check_app_keys,
+    resolve_message,
+    send_options,
+)
+from services.publisher.idempotency import IdempotentRequest
 from services.publisher.models import CreateCampaign, CreateSendJob, SendContent, TestSend
 
 
@@ -20,32 +26,58 @@ async def _check_sources(pool: asyncpg.Pool, ids: list[int], field: str) -> list
     return unique
 
 
-async def create_send_job(pool: asyncpg.Pool, command: CreateSendJob) -> int:
+def _checked_options(
+    message: ResolvedMessage, app_keys: list[str], defaults: dict[str, Any], **kwargs: bool
+) -> dict[str, Any]:
+    options = send_options(message, defaults, **kwargs)
+    send_limits.check_fits(message.content_id, message.kind, app_keys, options)
+    return options
+
+
+def _request(request: IdempotentRequest | None) -> dict[str, Any]:
+    return {"request": (request.request_id, request.body_hash) if request else None}
+
+
+async def create_send_job(
+    pool: asyncpg.Pool, command: CreateSendJob, request: IdempotentRequest | None = None
+) -> int:
+    if (replayed := await idempotency.replayed_job(pool, request)) is not None:
+        return replayed
     message = await resolve_message(pool, command.content)
-    app_keys = await check_app_keys(pool, command.appKeys, "appKeys")
+    app_keys = await check_app_keys(pool, command.appKeys, "appKeys", message)
     include = await _check_sources(pool, [command.contactSourceId], "contactSourceId")
-    return await jobs_repository.create_audience_job(
+    options = _checked_options(
+        message, app_keys, command.personalizationDefaults, using_app_frequency=False
+    )
+    job_id = await jobs_repository.create_audience_job(
         pool,
         {
             "kind": "contact_source", "status": "scheduled", "content_id": message.content_id,
             "app_keys": app_keys, "include": include, "name": command.campaignName,
             "message_name": command.messageName, "scheduled_at": command.scheduledDate,
-            "options": send_options(
-                message, command.personalizationDefaults, using_app_frequency=False
-            ),
+            "options": options, **_request(request),
         },
     )  # fmt: skip
+    return job_id if job_id is not None else await idempotency.job_of_taken_key(pool, request)
 
 
-async def create_campaign(pool: asyncpg.Pool, command: CreateCampaign) -> int:
+async def create_campaign(
+    pool: asyncpg.Pool, command: CreateCampaign, request: IdempotentRequest | None = None
+) -> int:
+    if (replayed := await idempotency.replayed_job(pool, request)) is not None:
+        return replayed
     if command.startNow and command.startAt is not None:
         raise field_error("startAt", "give startNow or startAt, not both")
     message = await resolve_message(pool, command.content)
-    app_keys = await check_app_keys(pool, command.appKeys, "appKeys")
+    app_keys = await check_app_keys(pool, command.appKeys, "appKeys", message)
     include = await _check_sources(pool, command.include, "include")
     exclude = await _check_sources(pool, command.exclude, "exclude")
+    options = _checked_options(
+        message, app_keys, command.personalizationDefaults,
+        using_app_frequency=command.usingAppFrequency,
+    )  # fmt: skip
     started = command.startNow or command.startAt is not None
-    return await jobs_repository.create_audience_job(
+    job_id = await jobs_repository.create_audience_job(
         pool,
         {
             "kind": "campaign", "status": "scheduled" if started else "draft",
@@ -53,24 +85,31 @@ async def create_campaign(pool: asyncpg.Pool, command: CreateCampaign) -> int:
             "exclude": exclude, "name": command.name, "scheduled_at": command.startAt,
             "batch_size": command.batching.recipientsPerBatch,
             "pause_ms": round(command.batching.pauseSeconds * 1000),
-            "options": send_options(
-                message, command.personalizationDefaults,
-                using_app_frequency=command.usingAppFrequency,
-            ),
+            "options": options, **_request(request),
         },
     )  # fmt: skip
+    return job_id if job_id is not None else await idempotency.job_of_taken_key(pool, request)
 
 
-async def test_send(pool: asyncpg.Pool, content: SendContent, command: TestSend) -> int:
+async def test_send(
+    pool: asyncpg.Pool,
+    content: SendContent,
+    command: TestSend,
+    request: IdempotentRequest | None = None,
+) -> int:
+    if (replayed := await idempotency.replayed_job(pool, request)) is not None:
+        return replayed
     message = await resolve_message(pool, content)
-    app_keys = await check_app_keys(pool, command.appKeys, "appKeys")
-    options = send_options(
-        message, command.personalizationDefaults, using_app_frequency=False, is_test=True
-    )
+    app_keys = await check_app_keys(pool, command.appKeys, "appKeys", message)
+    options = _checked_options(
+        message, app_keys, command.personalizationDefaults,
+        using_app_frequency=False, is_test=True,
+    )  # fmt: skip
     contact_ids = list(dict.fromkeys(command.contactIds))
-    return await jobs_repository.create_test_job(
-        pool, message.content_id, app_keys, options, contact_ids
+    job_id = await jobs_repository.create_test_job(
+        pool, message.content_id, app_keys, options, contact_ids, **_request(request)
     )
+    return job_id if job_id is not None else await idempotency.job_of_taken_key(pool, request)
 
 
 async def control(pool: asyncpg.Pool, job_id: int, action: str, **kwargs: Any) -> asyncpg.Record:
@@ -97,5 +136,5 @@ def job_view(row: asyncpg.Record) -> dict[str, Any]:
         "scheduledAt": iso("scheduled_at"), "launchedAt": iso("launched_at"),
         "completedAt": iso("completed_at"), "cancelledAt": iso("cancelled_at"),
         "recipientsTotal": row["recipients_total"], "recipientsSent": row["recipients_sent"],
-        "batchesSent": row["batches_sent"],
+        "batchesSent": row["batches_sent"], "error": row["error"],
     }  # fmt: skip

@@ -4,14 +4,15 @@ cannot (references, formulas, merge tags), and writes through the repository."""
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.publisher import repository
+from services.publisher import idempotency, repository, send_limits, url_policy
 from services.publisher.errors import ApiError, field_error
+from services.publisher.idempotency import IdempotentRequest
 from services.publisher.models import (
     CreateApp,
     CreateInAppContent,
@@ -22,7 +23,6 @@ from services.publisher.models import (
 )
 from shared.events import SendOptions
 from shared.personalization import FormulaError, MergeTagError, compile_formula, find_merge_tags
-from shared.personalization.urls import is_safe_url, starts_with_merge_tag
 
 
 def check_personalization(body: dict[str, Any], formulas: dict[str, str]) -> None:
@@ -60,6 +60,7 @@ async def publish_inapp_content(pool: asyncpg.Pool, command: CreateInAppContent)
     payload = command.payload.model_dump(exclude_none=True)
     if not payload:
         raise field_error("payload", "give at least one platform: gcm, apns or web")
+    await check_urls(pool, {"payload": payload})
     check_personalization({"payload": payload}, command.personalizationFormulas)
     return await repository.insert_content(
         pool,
@@ -77,18 +78,27 @@ async def publish_inapp_content(pool: asyncpg.Pool, command: CreateInAppContent)
 
 
 INBOX_FIELDS = ("title", "text", "url", "openInNewTab", "image", "logo")
-INBOX_URL_FIELDS = ("url", "image", "logo")
+
+
+async def check_urls(pool: asyncpg.Pool, body: dict[str, Any]) -> None:
+    """400 naming each URL field the policy refuses (``url_policy.py``), or whose
+    deep-link scheme no app declares."""
+    refused, deep_links = url_policy.check(body)
+    if deep_links:
+        declared = await repository.declared_deep_link_schemes(pool)
+        for path, scheme in deep_links.items():
+            if scheme not in declared:
+                refused[path] = (
+                    f"must be an http(s) URL or a deep link of a scheme an app declares; "
+                    f"no app declares {scheme}: (deepLinkSchemes on POST /apps)"
+                )
+    if refused:
+        raise ApiError(400, fields=refused)
 
 
 async def publish_inbox_message(pool: asyncpg.Pool, command: CreateInboxMessage) -> str:
     body = command.model_dump(include=set(INBOX_FIELDS), exclude_none=True)
-    unsafe = {
-        field: "must be an http(s) URL, or start with a merge tag such as %%Landing_Page%%"
-        for field in INBOX_URL_FIELDS
-        if (value := body.get(field)) and not (is_safe_url(value) or starts_with_merge_tag(value))
-    }
-    if unsafe:
-        raise ApiError(400, fields=unsafe)
+    await check_urls(pool, body)
     check_personalization(body, command.personalizationFormulas)
     return await repository.insert_content(
         pool,
@@ -127,6 +137,8 @@ class ResolvedMessage:
     content_id: str
     max_views: int | None
     expiration_date: datetime | None
+    # field path -> deep-link scheme: every app the send names must declare it
+    deep_links: dict[str, str] = field(default_factory=dict)
 
 
 async def resolve_message(pool: asyncpg.Pool, content: SendContent) -> ResolvedMessage:
@@ -134,25 +146,38 @@ async def resolve_message(pool: asyncpg.Pool, content: SendContent) -> ResolvedM
     if (content.inAppMessage is None) == (content.inboxMessage is None):
         raise field_error("content", "give exactly one of inAppMessage or inboxMessage")
     if content.inAppMessage is not None:
-        field, message = "content.inAppMessage.inAppContentId", content.inAppMessage
+        where, message = "content.inAppMessage.inAppContentId", content.inAppMessage
         resolved = ResolvedMessage(
             "inapp", message.inAppContentId, message.maxViews, message.expirationDate
         )
     else:
         assert content.inboxMessage is not None
-        field, inbox = "content.inboxMessage.inboxContentId", content.inboxMessage
+        where, inbox = "content.inboxMessage.inboxContentId", content.inboxMessage
         resolved = ResolvedMessage("inbox", inbox.inboxContentId, None, inbox.expirationDate)
     row = await repository.get_content(pool, resolved.content_id)
     if row is None or row["kind"] != resolved.kind:
-        raise field_error(field, f"no {resolved.kind} content with id {resolved.content_id!r}")
-    return resolved
+        raise field_error(where, f"no {resolved.kind} content with id {resolved.content_id!r}")
+    return replace(resolved, deep_links=url_policy.check(dict(row["body"]))[1])
 
 
-async def check_app_keys(pool: asyncpg.Pool, app_keys: list[str], field: str) -> list[str]:
+async def check_app_keys(
+    pool: asyncpg.Pool, app_keys: list[str], where: str, message: ResolvedMessage | None = None
+) -> list[str]:
+    """The named apps, once each; 400 naming ``where`` if one is unknown, or if one does
+    not declare a deep-link scheme the content uses."""
     unique = list(dict.fromkeys(app_keys))
-    missing = sorted(set(unique) - await repository.existing_app_keys(pool, unique))
+    schemes = await repository.app_deep_link_schemes(pool, unique)
+    missing = sorted(set(unique) - set(schemes))
     if missing:
-        raise field_error(field, f"unknown app key(s): {', '.join(missing)}")
+        raise field_error(where, f"unknown app key(s): {', '.join(missing)}")
+    for path, scheme in (message.deep_links if message else {}).items():
+        lacking = [key for key in unique if scheme not in schemes[key]]
+        if lacking:
+            raise field_error(
+                where,
+                f"app(s) {', '.join(lacking)} do not declare the deep-link scheme {scheme}: "
+                f"used by the content's {path} (deepLinkSchemes)",
+            )
     return unique
 
 
@@ -178,22 +203,28 @@ async def create_send(
     command: CreateSend,
     *,
     using_app_frequency: bool,
-    request_id: str | None = None,
+    request: IdempotentRequest | None = None,
 ) -> int:
+    """A direct send job; ``request`` makes it idempotent (``idempotency.py``)."""
+    if (replayed := await idempotency.replayed_job(pool, request)) is not None:
+        return replayed
     message = await resolve_message(pool, command.content)
-    app_keys = await check_app_keys(pool, command.channelQualifiers, "channelQualifiers")
+    app_keys = await check_app_keys(pool, command.channelQualifiers, "channelQualifiers", message)
+    options = send_options(
+        message, command.personalizationDefaults, using_app_frequency=using_app_frequency
+    )
+    send_limits.check_fits(
+        message.content_id, message.kind, app_keys, options,
+        [(c.contactId, c.personalization) for c in command.contacts],
+    )  # fmt: skip
     # Each contact once per send: a contact named twice keeps its last personalization.
     recipients = {c.contactId: c.personalization for c in command.contacts}
-    return await repository.create_direct_send_job(
-        pool,
-        content_id=message.content_id,
-        app_keys=app_keys,
-        options=send_options(
-            message, command.personalizationDefaults, using_app_frequency=using_app_frequency
-        ),
+    job_id = await repository.create_direct_send_job(
+        pool, content_id=message.content_id, app_keys=app_keys, options=options,
         recipients=recipients,
-        request_id=request_id,
-    )
+        request=(request.request_id, request.body_hash) if request else None,
+    )  # fmt: skip
+    return job_id if job_id is not None else await idempotency.job_of_taken_key(pool, request)
 
 
 async def create_app(pool: asyncpg.Pool, command: CreateApp) -> dict[str, Any]:
@@ -203,6 +234,7 @@ async def create_app(pool: asyncpg.Pool, command: CreateApp) -> dict[str, Any]:
         "secret": secrets.token_urlsafe(32),
         "frequency_limits": command.frequencyLimits.model_dump(exclude_none=True),
         "next_sync_after_seconds": command.nextSyncAfterSeconds,
+        "deep_link_schemes": list(dict.fromkeys(s.lower() for s in command.deepLinkSchemes)),
     }
     await repository.insert_app(pool, row)
     return app_view(row, include_secret=True)
@@ -214,6 +246,7 @@ def app_view(row: dict[str, Any] | asyncpg.Record, *, include_secret: bool) -> d
         "name": row["name"],
         "frequencyLimits": row["frequency_limits"],
         "nextSyncAfterSeconds": row["next_sync_after_seconds"],
+        "deepLinkSchemes": list(row["deep_link_schemes"]),
     }
     if include_secret:
         view["appSecret"] = row["secret"]

@@ -1,124 +1,187 @@
 """What upstream systems send the publisher over Kafka.
 
-- ``pigeonhole.contacts``: contact upserts, written set-based per poll.
+- ``pigeonhole.contacts``: contact upserts, written set-based per poll, under the same
+  rules as ``PUT /contacts/{id}``.
 - ``pigeonhole.send-requests``: the body of ``POST /channels/push/sends``; the event id
-  is the idempotency key, so a redelivered request makes no second send job.
+  is the idempotency key, bound to the body: a redelivered request makes no second send
+  job, another body under a used event id is dead-lettered naming the job it belongs to.
+- ``pigeonhole.deliveries`` and ``pigeonhole.engagement``: statistics (``stats.py``).
 
 Each poll is handled, then its offsets are committed: at-least-once, and harmless to
-replay. An event that does not decode, or that the API would refuse (unknown content,
-unknown app…), goes to the dead-letter topic with the reason. A database outage pauses
-consumption (retried until PostgreSQL is back) instead of skipping events.
+replay. No record can stop the ones after it (``record_handling.py``): an outage pauses
+consumption; a record that does not decode, that the API would refuse or that the
+database refuses goes to ``pigeonhole.dlq`` with the reason after a few tries. A
+consumer task never ends on an exception, so ``/readyz``'s ``kafka_consumers`` check
+("a task ended") only fails on a bug in this loop itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import TypeAlias, TypeVar
+from functools import partial
+from typing import TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, wait_exponential_jitter
 
-from services.publisher import handlers, repository, stats
-from services.publisher.errors import ApiError
-from services.publisher.models import CreateSend
+from services.publisher import handlers, idempotency, repository, stats
+from services.publisher.models import CreateSend, UpsertContact
+from services.publisher.record_handling import Record, RecordHandler, Refused, reason_of
 from shared.events import BatchDelivered, ContactUpserted, MessageEngaged, SendRequested
-from shared.kafka import send_dead_letter
 from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
 
 log = logging.getLogger(__name__)
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S", BatchDelivered, MessageEngaged)
+T = TypeVar("T")
+BIGINT_MAX = 2**63 - 1
 
 
-def _retrying() -> AsyncRetrying:
-    return AsyncRetrying(
-        retry=retry_if_exception_type(TRANSIENT), wait=wait_exponential_jitter(initial=0.2, max=10)
-    )
+def decode(record: Record, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(record.value or b"")
+    except ValidationError as exc:
+        raise Refused(f"invalid {model.__name__}: {exc}") from exc
 
 
 class Ingest:
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
-        self.pool, self.producer = pool, producer
-
-    async def dead_letter(self, record: Record, consumer: str, error: str) -> None:
-        await send_dead_letter(
-            self.producer, source_topic=record.topic, consumer=consumer, error=error,
-            key=record.key, value=record.value, partition=record.partition, offset=record.offset,
-        )  # fmt: skip
+        self.pool = pool
+        self.contacts_handler = RecordHandler(producer, "publisher-contacts")
+        self.sends_handler = RecordHandler(producer, "publisher-sends")
+        self.stats_handler = RecordHandler(producer, "publisher-stats")
 
     async def contacts(self, records: list[Record]) -> None:
-        events = await self._decode(records, ContactUpserted, "publisher-contacts")
-        changes: list[repository.ContactChange] = [
-            (e.contact_id, e.attributes or {}, e.subscriptions or {}) for e in events
-        ]
-        async for attempt in _retrying():
-            with attempt:
-                await repository.upsert_contacts(self.pool, changes)
+        changes = await self._decode_each(self.contacts_handler, records, self._contact_change)
+        await self.contacts_handler.all_or_each(
+            changes, partial(repository.upsert_contacts, self.pool)
+        )
+
+    @staticmethod
+    def _contact_change(record: Record) -> repository.ContactChange:
+        event = decode(record, ContactUpserted)
+        try:  # the same rules as PUT /contacts/{id}
+            checked = UpsertContact.model_validate(
+                {"attributes": event.attributes or {}, "subscriptions": event.subscriptions or {}}
+            )
+        except ValidationError as exc:
+            raise Refused(f"invalid contact {event.contact_id!r}: {exc}") from exc
+        return (event.contact_id, checked.attributes, checked.subscriptions)
 
     async def send_requests(self, records: list[Record]) -> None:
         for record in records:
-            try:
-                event = SendRequested.model_validate_json(record.value or b"")
-                command = CreateSend.model_validate(event.send)
-            except ValidationError as exc:
-                await self.dead_letter(record, "publisher-sends", f"invalid SendRequested: {exc}")
-                continue
-            try:
-                async for attempt in _retrying():
-                    with attempt:
-                        job_id = await handlers.create_send(
-                            self.pool, command, using_app_frequency=event.using_app_frequency,
-                            request_id=f"kafka:{event.event_id}",
-                        )  # fmt: skip
-            except ApiError as exc:
-                reasons = [*exc.general, *(f"{k}: {v[0]}" for k, v in exc.fields.items())]
-                await self.dead_letter(record, "publisher-sends", "; ".join(reasons))
-                continue
-            log.info("send request accepted", extra={"job_id": job_id, "event_id": event.event_id})
+            await self.sends_handler.each(record, partial(self._send_request, record))
+
+    async def _send_request(self, record: Record) -> None:
+        event = decode(record, SendRequested)
+        try:
+            command = CreateSend.model_validate(event.send)
+        except ValidationError as exc:
+            raise Refused(f"invalid send in SendRequested: {exc}") from exc
+        job_id = await handlers.create_send(
+            self.pool, command, using_app_frequency=event.using_app_frequency,
+            request=idempotency.kafka_request(event.event_id, command, event.using_app_frequency),
+        )  # fmt: skip
+        log.info("send request accepted", extra={"job_id": job_id, "event_id": event.event_id})
 
     async def deliveries(self, records: list[Record]) -> None:
-        decoded = await self._decode(records, BatchDelivered, "publisher-stats")
-        async for attempt in _retrying():
-            with attempt:
-                await stats.apply_deliveries(self.pool, decoded)
+        events = await self._stats_events(records, BatchDelivered)
+        await self.stats_handler.all_or_each(events, partial(stats.apply_deliveries, self.pool))
 
     async def engagement(self, records: list[Record]) -> None:
-        decoded = await self._decode(records, MessageEngaged, "publisher-stats")
-        async for attempt in _retrying():
-            with attempt:
-                await stats.apply_engagement(self.pool, decoded)
+        events = await self._stats_events(records, MessageEngaged)
+        await self.stats_handler.all_or_each(events, partial(stats.apply_engagement, self.pool))
 
-    async def _decode(self, records: list[Record], model: type[M], consumer: str) -> list[M]:
+    async def _stats_events(self, records: list[Record], model: type[S]) -> list[tuple[Record, S]]:
+        """Decoded events of known send jobs; the others are dead-lettered."""
+
+        def checked(record: Record) -> S:
+            event = decode(record, model)
+            if not 0 < event.job_id <= BIGINT_MAX:
+                raise Refused(f"job_id {event.job_id} is out of range")
+            return event
+
+        decoded = await self._decode_each(self.stats_handler, records, checked)
+        ids = sorted({e.job_id for _, e in decoded})
+        known = await self.stats_handler.attempt(partial(stats.known_jobs, self.pool, ids))
+        kept = []
+        for record, event in decoded:
+            if event.job_id in known:
+                kept.append((record, event))
+            else:
+                await self.stats_handler.dead_letter(record, f"unknown send job {event.job_id}")
+        return kept
+
+    @staticmethod
+    async def _decode_each(
+        handler: RecordHandler, records: list[Record], parse: Callable[[Record], T]
+    ) -> list[tuple[Record, T]]:
         decoded = []
         for record in records:
             try:
-                decoded.append(model.model_validate_json(record.value or b""))
-            except ValidationError as exc:
-                await self.dead_letter(record, consumer, f"invalid {model.__name__}: {exc}")
+                decoded.append((record, parse(record)))
+            except Exception as exc:  # a parser must never stop the poll
+                await handler.dead_letter(record, reason_of(exc))
         return decoded
 
 
 async def consume(
     consumer: AIOKafkaConsumer, handle: Callable[[list[Record]], Awaitable[None]]
 ) -> None:
-    """Poll, handle, commit: forever (until cancelled)."""
+    """Poll, handle, commit: forever (until cancelled). An exception never ends the task:
+    the poll is read again from its first offsets, after a pause."""
     async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=0.5, max=15)):
         with attempt:  # Kafka may still be starting: the API serves meanwhile
             await consumer.start()
+    errors = _RateLimitedLog(interval=10.0)
     try:
         while True:
-            polled = await consumer.getmany(timeout_ms=1000)
-            records = [record for batch in polled.values() for record in batch]
-            if records:
-                await handle(records)
-                await consumer.commit()
+            records: list[Record] = []
+            try:
+                polled = await consumer.getmany(timeout_ms=1000)
+                records = [record for batch in polled.values() for record in batch]
+                if records:
+                    await handle(records)
+                    await consumer.commit()
+            except Exception:
+                errors.exception(f"consumer of {sorted(consumer.subscription())} failed")
+                _rewind(consumer, records)
+                await asyncio.sleep(1)
     finally:
         await consumer.stop()
+
+
+def _rewind(consumer: AIOKafkaConsumer, records: list[Record]) -> None:
+    """Read the poll again: it was not (entirely) handled. Harmless if it was."""
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        first[tp] = min(first.get(tp, record.offset), record.offset)
+    for tp, offset in first.items():
+        try:
+            consumer.seek(tp, offset)
+        except Exception:  # no longer assigned: its new owner reads from the commit
+            log.info("partition moved on during a failed poll", extra={"partition": str(tp)})
+
+
+class _RateLimitedLog:
+    """One traceback per interval, with the count of the ones left out."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval, self.last, self.dropped = interval, 0.0, 0
+
+    def exception(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            self.dropped += 1
+            return
+        log.exception(message, extra={"suppressed": self.dropped})
+        self.last, self.dropped = now, 0
 
 
 def consumers(bootstrap: str) -> dict[str, AIOKafkaConsumer]:

@@ -25,20 +25,27 @@ async def existing_sources(pool: asyncpg.Pool, source_ids: list[int]) -> set[int
     return {r["id"] for r in rows}
 
 
-async def create_audience_job(pool: asyncpg.Pool, job: dict[str, Any]) -> int:
-    """A send job whose audience is include sources minus exclude sources."""
+async def create_audience_job(pool: asyncpg.Pool, job: dict[str, Any]) -> int | None:
+    """A send job whose audience is include sources minus exclude sources. With
+    ``job["request"]`` = (request id, request hash) already taken: nothing, None."""
+    request_id, request_hash = job.get("request") or (None, None)
     async with pool.acquire() as conn, conn.transaction():
-        job_id: int = await conn.fetchval(
+        job_id: int | None = await conn.fetchval(
             """INSERT INTO send_jobs (kind, status, content_id, app_keys, options, name,
                                       message_name, include_sources, exclude_sources,
-                                      batch_size, pause_ms, scheduled_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()))
+                                      batch_size, pause_ms, scheduled_at, request_id,
+                                      request_hash)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12, now()),
+                       $13, $14)
+               ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
                RETURNING id""",
             job["kind"], job["status"], job["content_id"], job["app_keys"], job["options"],
             job.get("name"), job.get("message_name"), job["include"], job.get("exclude", []),
             job.get("batch_size", 1000), job.get("pause_ms", 0), job.get("scheduled_at"),
+            request_id, request_hash,
         )  # fmt: skip
-        await conn.execute("NOTIFY send_jobs")
+        if job_id is not None:
+            await conn.execute("NOTIFY send_jobs")
     return job_id
 
 
@@ -48,14 +55,20 @@ async def create_test_job(
     app_keys: list[str],
     options: dict[str, Any],
     contact_ids: list[str],
-) -> int:
+    request: tuple[str, str] | None = None,
+) -> int | None:
+    request_id, request_hash = request or (None, None)
     async with pool.acquire() as conn, conn.transaction():
-        job_id: int = await conn.fetchval(
+        job_id: int | None = await conn.fetchval(
             """INSERT INTO send_jobs (kind, content_id, app_keys, options, is_test,
-                                      recipients_total)
-               VALUES ('test', $1, $2, $3, true, $4) RETURNING id""",
-            content_id, app_keys, options, len(contact_ids),
+                                      recipients_total, request_id, request_hash)
+               VALUES ('test', $1, $2, $3, true, $4, $5, $6)
+               ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
+               RETURNING id""",
+            content_id, app_keys, options, len(contact_ids), request_id, request_hash,
         )  # fmt: skip
+        if job_id is None:
+            return None
         await conn.execute(
             """INSERT INTO send_job_recipients (send_job_id, bucket, contact_id)
                SELECT $1, t.bucket, t.contact_id

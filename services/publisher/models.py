@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+from services.publisher import url_policy
 
 
 def _contact_id_text(value: Any) -> Any:
@@ -108,10 +110,22 @@ class FrequencyLimits(Strict):
     perMonth: int | None = Field(default=None, ge=1)
 
 
+def _deep_link_scheme(value: str) -> str:
+    scheme = value.lower()
+    if (problem := url_policy.deep_link_problem(scheme)) is not None:
+        raise ValueError(problem)
+    return scheme
+
+
+DeepLinkScheme = Annotated[str, Field(max_length=32), AfterValidator(_deep_link_scheme)]
+
+
 class CreateApp(Strict):
     name: str = Field(min_length=1, max_length=200)
     frequencyLimits: FrequencyLimits = Field(default_factory=FrequencyLimits)
     nextSyncAfterSeconds: int = Field(default=900, ge=0, le=86400)
+    # Content may link to these schemes (``myapp`` for myapp://…) besides http(s).
+    deepLinkSchemes: list[DeepLinkScheme] = Field(default_factory=list, max_length=20)
 
 
 class CreateInboxMessage(Strict):

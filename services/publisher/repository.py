@@ -75,20 +75,31 @@ async def delete_content(pool: asyncpg.Pool, kind: str, content_id: str) -> bool
     return bool(result.endswith(" 1"))
 
 
-async def existing_app_keys(pool: asyncpg.Pool, app_keys: list[str]) -> set[str]:
-    rows = await pool.fetch("SELECT app_key FROM apps WHERE app_key = ANY($1)", app_keys)
-    return {r["app_key"] for r in rows}
+async def app_deep_link_schemes(pool: asyncpg.Pool, app_keys: list[str]) -> dict[str, set[str]]:
+    """The deep-link schemes of each existing app among ``app_keys``."""
+    rows = await pool.fetch(
+        "SELECT app_key, deep_link_schemes FROM apps WHERE app_key = ANY($1)", app_keys
+    )
+    return {r["app_key"]: set(r["deep_link_schemes"]) for r in rows}
+
+
+async def declared_deep_link_schemes(pool: asyncpg.Pool) -> set[str]:
+    """Every deep-link scheme some app declares."""
+    rows = await pool.fetch("SELECT DISTINCT unnest(deep_link_schemes) AS scheme FROM apps")
+    return {r["scheme"] for r in rows}
 
 
 async def insert_app(pool: asyncpg.Pool, row: dict[str, Any]) -> None:
     await pool.execute(
-        """INSERT INTO apps (app_key, name, secret, frequency_limits, next_sync_after_seconds)
-           VALUES ($1, $2, $3, $4, $5)""",
+        """INSERT INTO apps (app_key, name, secret, frequency_limits, next_sync_after_seconds,
+                             deep_link_schemes)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
         row["app_key"],
         row["name"],
         row["secret"],
         row["frequency_limits"],
         row["next_sync_after_seconds"],
+        row["deep_link_schemes"],
     )
 
 
@@ -128,15 +139,17 @@ async def create_direct_send_job(
     app_keys: list[str],
     options: dict[str, Any],
     recipients: dict[str, dict[str, Any]],
-    request_id: str | None = None,
-) -> int:
+    request: tuple[str, str] | None = None,
+) -> int | None:
     """Persist a send job and its recipients in one transaction, then wake the schedulers.
-    With a ``request_id`` already used, return that job's id and write nothing."""
+    ``request`` is its (request id, request hash); when that request id is already taken,
+    write nothing and return None."""
+    request_id, request_hash = request or (None, None)
     async with pool.acquire() as conn, conn.transaction():
         job_id: int | None = await conn.fetchval(
             """INSERT INTO send_jobs (kind, content_id, app_keys, options, recipients_total,
-                                      request_id)
-               VALUES ('direct', $1, $2, $3, $4, $5)
+                                      request_id, request_hash)
+               VALUES ('direct', $1, $2, $3, $4, $5, $6)
                ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
                RETURNING id""",
             content_id,
@@ -144,12 +157,10 @@ async def create_direct_send_job(
             options,
             len(recipients),
             request_id,
+            request_hash,
         )
         if job_id is None:
-            existing: int = await conn.fetchval(
-                "SELECT id FROM send_jobs WHERE request_id = $1", request_id
-            )
-            return existing
+            return None
         contact_ids = list(recipients)
         await conn.execute(
             """INSERT INTO send_job_recipients (send_job_id, bucket, contact_id, personalization)
@@ -163,6 +174,13 @@ async def create_direct_send_job(
         )
         await conn.execute("NOTIFY send_jobs")
     return job_id
+
+
+async def find_request(pool: asyncpg.Pool, request_id: str) -> asyncpg.Record | None:
+    """The send job an idempotency key (``request_id``) made, with the request's hash."""
+    return await pool.fetchrow(
+        "SELECT id, kind, request_hash FROM send_jobs WHERE request_id = $1", request_id
+    )
 
 
 async def get_send_job(pool: asyncpg.Pool, job_id: int) -> asyncpg.Record | None:

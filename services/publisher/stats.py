@@ -23,6 +23,14 @@ SKIP_REASONS = ("unknown_contact", "expired", "unsubscribed", "frequency_capped"
                 "personalization_failed")  # fmt: skip
 
 
+async def known_jobs(pool: asyncpg.Pool, job_ids: list[int]) -> set[int]:
+    """The send jobs among ``job_ids`` that exist: an event naming another is dead-lettered."""
+    if not job_ids:
+        return set()
+    rows = await pool.fetch("SELECT id FROM send_jobs WHERE id = ANY($1::bigint[])", job_ids)
+    return {r["id"] for r in rows}
+
+
 async def apply_deliveries(pool: asyncpg.Pool, events: list[BatchDelivered]) -> None:
     async with pool.acquire() as conn, conn.transaction():
         new = {

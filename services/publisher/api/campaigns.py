@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
 
-from services.publisher import campaigns, repository
+from services.publisher import campaigns, idempotency, repository
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
 from services.publisher.models import (
@@ -26,8 +26,11 @@ Action = Literal["pause", "resume", "cancel"]
 
 @router.post("/channels/push/sendjobs", status_code=202)
 async def create_send_job(body: CreateSendJob, request: Request, _: Sender) -> dict[str, Any]:
-    """Send published content to a contact source, now or at ``scheduledDate``."""
-    job_id = await campaigns.create_send_job(request.app.state.pool, body)
+    """Send published content to a contact source, now or at ``scheduledDate``. With an
+    ``Idempotency-Key``, a retry answers the same job (409 if the body differs)."""
+    job_id = await campaigns.create_send_job(
+        request.app.state.pool, body, idempotency.from_header(request, "sendjobs", body)
+    )
     location = str(request.url_for("get_send_job", job_id=job_id))
     return envelope({"location": location, "id": job_id, "sendJobId": job_id})
 
@@ -52,7 +55,11 @@ async def control_send_job(
 
 @router.post("/campaigns", status_code=201)
 async def create_campaign(body: CreateCampaign, request: Request, _: Sender) -> dict[str, Any]:
-    job_id = await campaigns.create_campaign(request.app.state.pool, body)
+    """Create a campaign. With an ``Idempotency-Key``, a retry answers the same campaign
+    (409 if the body differs)."""
+    job_id = await campaigns.create_campaign(
+        request.app.state.pool, body, idempotency.from_header(request, "campaigns", body)
+    )
     row = await repository.get_send_job(request.app.state.pool, job_id)
     assert row is not None
     location = str(request.url_for("get_campaign", campaign_id=job_id))
@@ -102,9 +109,11 @@ async def control_campaign(
 async def test_inbox_message(
     content_id: str, body: TestSend, request: Request, _: Sender
 ) -> dict[str, Any]:
-    """Send an App Inbox message to a few contacts, marked as a test."""
+    """Send an App Inbox message to a few contacts, marked as a test (``Idempotency-Key``
+    as for sends)."""
     content = SendContent(inboxMessage=InboxMessage(inboxContentId=content_id))
-    job_id = await campaigns.test_send(request.app.state.pool, content, body)
+    key = idempotency.from_header(request, "test/inbox", body, content_id=content_id)
+    job_id = await campaigns.test_send(request.app.state.pool, content, body, key)
     return envelope({"id": job_id, "sendJobId": job_id, "isTest": True})
 
 
@@ -112,7 +121,9 @@ async def test_inbox_message(
 async def test_inapp_content(
     content_id: str, body: TestSend, request: Request, _: Sender
 ) -> dict[str, Any]:
-    """Send in-app content to a few contacts, marked as a test."""
+    """Send in-app content to a few contacts, marked as a test (``Idempotency-Key`` as
+    for sends)."""
     content = SendContent(inAppMessage=InAppMessage(inAppContentId=content_id))
-    job_id = await campaigns.test_send(request.app.state.pool, content, body)
+    key = idempotency.from_header(request, "test/inapp", body, content_id=content_id)
+    job_id = await campaigns.test_send(request.app.state.pool, content, body, key)
     return envelope({"id": job_id, "sendJobId": job_id, "isTest": True})

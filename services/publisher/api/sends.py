@@ -6,25 +6,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from services.publisher import handlers
+from services.publisher import handlers, idempotency
 from services.publisher.auth import Principal, require
-from services.publisher.errors import ApiError, envelope
+from services.publisher.errors import envelope
 from services.publisher.models import CreateSend
 
 router = APIRouter(tags=["sends"])
 Sender = Annotated[Principal, Depends(require("sends"))]
 
 
-async def _accept(request: Request, body: CreateSend, using_app_frequency: bool) -> dict[str, Any]:
-    """An ``Idempotency-Key`` header makes retries safe: the same key answers the same job."""
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 0 < len(key) <= 200:
-        raise ApiError(400, "Idempotency-Key must be 1..200 characters")
+async def _accept(
+    request: Request, body: CreateSend, using_app_frequency: bool, operation: str
+) -> dict[str, Any]:
+    """An ``Idempotency-Key`` header makes retries safe: the same key with the same body
+    answers the same job; with another body, 409 naming the job the key belongs to."""
     job_id = await handlers.create_send(
         request.app.state.pool,
         body,
         using_app_frequency=using_app_frequency,
-        request_id=f"http:{key}" if key else None,
+        request=idempotency.from_header(request, operation, body),
     )
     location = str(request.url_for("get_send_job", job_id=job_id))
     return envelope({"location": location, "id": job_id, "sendJobId": job_id})
@@ -32,11 +32,13 @@ async def _accept(request: Request, body: CreateSend, using_app_frequency: bool)
 
 @router.post("/channels/push/sends", status_code=202)
 async def send(body: CreateSend, request: Request, _: Sender) -> dict[str, Any]:
-    return await _accept(request, body, using_app_frequency=False)
+    return await _accept(request, body, using_app_frequency=False, operation="sends")
 
 
 @router.post("/channels/push/sends/usingAppFrequency", status_code=202)
 @router.post("/channels/push/sends/useAppFrequency", status_code=202, include_in_schema=False)
 async def send_using_app_frequency(body: CreateSend, request: Request, _: Sender) -> dict[str, Any]:
     """Like /sends, but checked against and counted toward the app's frequency limits."""
-    return await _accept(request, body, using_app_frequency=True)
+    return await _accept(
+        request, body, using_app_frequency=True, operation="sends/usingAppFrequency"
+    )
