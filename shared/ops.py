@@ -15,7 +15,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.http_timeouts import TimedHttpToolsProtocol
 from shared.observability import ReadinessCheck, run_checks
+from shared.settings import HttpServerSettings
 
 # FastAPI's built-in OpenTelemetry spans, metrics and logs are switched off: Pigeonhole
 # exports Prometheus metrics itself, and on the phone home the per-request look-ups of the
@@ -117,14 +119,27 @@ class GracefulServer(uvicorn.Server):
         yield
 
 
-def serve_http(app: FastAPI, host: str, port: int) -> None:
-    """Run an HTTP service until SIGTERM; no uvicorn access log (metrics cover it)."""
+def serve_http(app: FastAPI, settings: HttpServerSettings) -> None:
+    """Run an HTTP service until SIGTERM; no uvicorn access log (metrics cover it).
+
+    Slow and idle clients are timed out (``shared.http_timeouts``) and connections beyond
+    ``http_max_connections`` are answered 503 at once, so no client can hold the process.
+    """
+    protocol = TimedHttpToolsProtocol.with_limits(
+        settings.http_header_timeout_seconds,
+        settings.http_body_timeout_seconds,
+        settings.http_max_header_bytes,
+    )
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
+        host=settings.host,
+        port=settings.port,
+        http=protocol,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
+        limit_concurrency=settings.http_max_connections,
+        backlog=settings.http_backlog,
     )
     GracefulServer(config).run()  # on uvloop when installed (uvicorn's loop="auto")

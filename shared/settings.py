@@ -20,16 +20,37 @@ class CommonSettings(BaseSettings):
     db_pool_max: int = 10
 
 
-class PublisherSettings(CommonSettings):
+class HttpServerSettings(CommonSettings):
+    """Limits of an HTTP service (docs/architecture.md, "Failure modes: bad requests")."""
+
     host: str = "127.0.0.1"
     port: int = 8080
+    # A client must send its request line and headers within this many seconds of
+    # connecting (or of its first byte on a kept-alive connection), at most this many bytes
+    http_header_timeout_seconds: float = 10
+    http_max_header_bytes: int = 64 * 1024
+    # ... and then never pause longer than this between two pieces of its body
+    http_body_timeout_seconds: float = 15
+    # idle kept-alive connections are closed after this
+    http_keepalive_seconds: float = 5
+    # more open connections than this are answered 503 straight away (per process)
+    http_max_connections: int = 1000
+    http_backlog: int = 2048
+    # JSON request bodies; uploads and the NDJSON import stream and have their own limits
+    max_body_bytes: int = 1024 * 1024
+
+
+class PublisherSettings(HttpServerSettings):
+    port: int = 8080
+    # POST /contacts/batch: lines per import (each line at most 256 KiB)
+    max_import_lines: int = 1_000_000
     # Where uploaded media is served from; the publisher builds absolute media URLs with it.
     public_url: str = "http://127.0.0.1:8080"
 
 
-class SyncSettings(CommonSettings):
-    host: str = "127.0.0.1"
+class SyncSettings(HttpServerSettings):
     port: int = 8081
+    max_body_bytes: int = 64 * 1024  # a batch of 100 events is about 20 KiB
     # Demo mode lets the sync service mint device tokens itself (never in production).
     demo_mode: bool = False
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+import orjson
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from shared.http_errors import EXPECTED, answer_for
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +71,38 @@ def _path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "body"
 
 
+def render_refusal(status: int, message: str | None, fields: dict[str, str], _: str) -> bytes:
+    """The envelope of a request ``shared.http_limits.InputGuard`` refuses."""
+    general = [message] if message else []
+    return orjson.dumps(
+        envelope(general_errors=general, field_errors={k: [v] for k, v in fields.items()})
+    )
+
+
+def _route(request: Request) -> str:
+    return f"{request.method} {getattr(request.scope.get('route'), 'path', request.url.path)}"
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    """The envelope for every error; see ``shared.http_errors`` for what is not a 4xx."""
+
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        answer = answer_for(exc, _route(request))
+        body = envelope(general_errors=[answer.message])
+        return JSONResponse(body, status_code=answer.status, headers=answer.headers)
+
+    for kind in EXPECTED:
+        app.add_exception_handler(kind, _unexpected)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, __: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody reads it: the client has left
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, __: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer, so the server logs the traceback.
+        return JSONResponse(envelope(general_errors=["internal error"]), status_code=500)
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         body = envelope(general_errors=exc.general, field_errors=exc.fields)

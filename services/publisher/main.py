@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.publisher.api import campaigns, content, directory, inbox, sends, sources, stats
-from services.publisher.errors import install_error_handlers
+from services.publisher.errors import install_error_handlers, render_refusal
 from services.publisher.ingest import Ingest, consume, consumers
 from shared.db import create_pool
+from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import NO_OTEL, install_ops_routes, serve_http
@@ -71,6 +72,13 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         stats.router,
     ):
         app.include_router(router)
+    app.add_middleware(
+        InputGuard,
+        max_body_bytes=settings.max_body_bytes,
+        render=render_refusal,
+        # these read their body as it streams in, each with its own limits
+        streamed=frozenset({("POST", "/media"), ("POST", "/contacts/batch")}),
+    )
 
     def checks() -> dict[str, ReadinessCheck]:
         async def postgres() -> None:
@@ -90,7 +98,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
 def main() -> None:
     settings = PublisherSettings()
     configure_logging("publisher", settings.log_level)
-    serve_http(create_app(settings), settings.host, settings.port)
+    serve_http(create_app(settings), settings)
 
 
 if __name__ == "__main__":

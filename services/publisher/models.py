@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from services.publisher import url_policy
+from services.publisher import limits, url_policy
+from shared.http_limits import BIGINT_MAX
 
 
 def _contact_id_text(value: Any) -> Any:
@@ -16,7 +17,19 @@ def _contact_id_text(value: Any) -> Any:
     return str(value) if isinstance(value, int) else value
 
 
-ContactId = Annotated[str, BeforeValidator(_contact_id_text), Field(min_length=1, max_length=200)]
+ContactId = Annotated[
+    str,
+    BeforeValidator(_contact_id_text),
+    Field(min_length=1, max_length=200),
+    AfterValidator(limits.text),
+]
+Personalization = Annotated[dict[str, Any], AfterValidator(limits.personalization)]
+Formulas = Annotated[dict[str, str], AfterValidator(limits.formulas)]
+Attributes = Annotated[dict[str, Any], AfterValidator(limits.attributes)]
+Subscriptions = Annotated[dict[str, bool], AfterValidator(limits.subscriptions)]
+Tag = Annotated[str, Field(min_length=1, max_length=100)]
+AppKey = Annotated[str, Field(min_length=1, max_length=100)]
+SourceId = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 
 
 class Strict(BaseModel):
@@ -56,13 +69,13 @@ class InAppPayload(Strict):
 
 
 class CreateInAppContent(Strict):
-    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
-    personalizationFormulas: dict[str, str] = Field(default_factory=dict)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
+    personalizationFormulas: Formulas = Field(default_factory=dict)
     payload: InAppPayload
     # Pigeonhole extensions (optional): operator name, subscription category, tags, TTL.
     name: str | None = Field(default=None, max_length=200)
     category: str | None = Field(default=None, max_length=100)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
 
 
@@ -84,19 +97,19 @@ class SendContent(Strict):
 
 class SendContact(Strict):
     contactId: ContactId
-    personalization: dict[str, Any] = Field(default_factory=dict)
+    personalization: Personalization = Field(default_factory=dict)
 
 
 class CreateSend(Strict):
-    channelQualifiers: list[str] = Field(min_length=1, max_length=50)
+    channelQualifiers: list[AppKey] = Field(min_length=1, max_length=50)
     content: SendContent
-    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
-    contacts: list[SendContact] = Field(min_length=1, max_length=10_000)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
+    contacts: list[SendContact] = Field(min_length=1, max_length=limits.MAX_RECIPIENTS)
 
 
 class UpsertContact(Strict):
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    subscriptions: dict[str, bool] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
+    subscriptions: Subscriptions = Field(default_factory=dict)
 
 
 FrequencyWindow = Literal["perMinute", "perHour", "perDay", "perWeek", "perMonth"]
@@ -140,29 +153,29 @@ class CreateInboxMessage(Strict):
     image: str | None = Field(default=None, max_length=2000)
     logo: str | None = Field(default=None, max_length=2000)
     category: str | None = Field(default=None, max_length=100)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
     ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
-    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
-    personalizationFormulas: dict[str, str] = Field(default_factory=dict)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
+    personalizationFormulas: Formulas = Field(default_factory=dict)
 
 
 class ContactLine(Strict):
     """One line of a batch contact import (``application/x-ndjson``)."""
 
     contactId: ContactId
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    subscriptions: dict[str, bool] = Field(default_factory=dict)
+    attributes: Attributes = Field(default_factory=dict)
+    subscriptions: Subscriptions = Field(default_factory=dict)
 
 
 class CreateSendJob(Strict):
     """``POST /channels/push/sendjobs``: published content to a contact source (seed)."""
 
-    contactSourceId: int = Field(ge=1)
+    contactSourceId: SourceId
     campaignName: str | None = Field(default=None, max_length=200)
     messageName: str | None = Field(default=None, max_length=200)
-    appKeys: list[str] = Field(min_length=1, max_length=50)
+    appKeys: list[AppKey] = Field(min_length=1, max_length=50)
     content: SendContent
-    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
     scheduledDate: AwareDatetime | None = None
 
 
@@ -178,10 +191,10 @@ class CreateCampaign(Strict):
 
     name: str = Field(min_length=1, max_length=200)
     content: SendContent
-    include: list[int] = Field(min_length=1, max_length=50)
-    exclude: list[int] = Field(default_factory=list, max_length=50)
-    appKeys: list[str] = Field(min_length=1, max_length=50)
-    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+    include: list[SourceId] = Field(min_length=1, max_length=50)
+    exclude: list[SourceId] = Field(default_factory=list, max_length=50)
+    appKeys: list[AppKey] = Field(min_length=1, max_length=50)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
     batching: Batching = Field(default_factory=Batching)
     usingAppFrequency: bool = False
     startNow: bool = False
@@ -196,8 +209,8 @@ class TestSend(Strict):
     """Send content to a few contacts, marked as a test and kept out of statistics."""
 
     contactIds: list[ContactId] = Field(min_length=1, max_length=100)
-    appKeys: list[str] = Field(min_length=1, max_length=50)
-    personalizationDefaults: dict[str, Any] = Field(default_factory=dict)
+    appKeys: list[AppKey] = Field(min_length=1, max_length=50)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
 
 
 class PutTagCap(Strict):

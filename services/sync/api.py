@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from services.sync import events, handlers, inbox, metrics
 from services.sync.auth import Device, authenticate
 from shared.events import MessageEngaged
+from shared.http_limits import BIGINT_MAX
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import ENGAGEMENT
 
 router = APIRouter()
-SDK = (Path(__file__).parent / "static" / "inbox.js").read_bytes()
+SDK = (FilePath(__file__).parent / "static" / "inbox.js").read_bytes()
 AuthenticatedDevice = Annotated[Device, Depends(authenticate)]
-MessageId = Annotated[int, "the inbox entry id"]
+MessageId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="the inbox entry id")]
 
 
 async def _publish(request: Request, device: Device, applied: list[events.Applied]) -> None:
@@ -120,12 +121,16 @@ async def _mark(request: Request, device: Device, message_id: int, kind: str) ->
 
 
 @router.post("/v1/inbox/{message_id}/read")
-async def read(message_id: int, request: Request, device: AuthenticatedDevice) -> dict[str, Any]:
+async def read(
+    message_id: MessageId, request: Request, device: AuthenticatedDevice
+) -> dict[str, Any]:
     return await _mark(request, device, message_id, "read")
 
 
 @router.delete("/v1/inbox/{message_id}")
-async def delete(message_id: int, request: Request, device: AuthenticatedDevice) -> dict[str, Any]:
+async def delete(
+    message_id: MessageId, request: Request, device: AuthenticatedDevice
+) -> dict[str, Any]:
     return await _mark(request, device, message_id, "delete")
 
 

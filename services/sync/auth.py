@@ -13,6 +13,8 @@ import asyncpg
 import jwt
 from fastapi import HTTPException, Request
 
+from shared.http_limits import storable_text
+
 
 @dataclass(frozen=True)
 class App:
@@ -68,9 +70,12 @@ async def verify(apps: AppCache, app_key: str | None, authorization: str | None)
         raise Unauthorized("user token expired") from exc
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid user token: {exc}") from exc
-    contact_id = str(claims["sub"])
-    if not contact_id:
-        raise Unauthorized("user token has an empty sub")
+    sub = claims["sub"]
+    if isinstance(sub, bool) or not isinstance(sub, str | int):
+        raise Unauthorized("user token's sub must be a string (the contact id)")
+    contact_id = str(sub)
+    if not 0 < len(contact_id) <= 200 or not storable_text(contact_id):
+        raise Unauthorized("user token's sub must be 1..200 characters of text without NUL")
     return Device(app, contact_id)
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.sync import metrics
 from services.sync.auth import Unauthorized, verify
 from services.sync.handlers import current_version
+from shared.http_errors import EXPECTED
 
 PLATFORMS = frozenset({"gcm", "apns", "web"})
 MAX_BODY = 4096
@@ -33,7 +34,12 @@ class NothingNewFastPath:
             await self.app(scope, receive, send)
             return
         body, complete = await _read(receive)
-        answer = await self._answer(scope, body) if complete else None
+        try:
+            answer = await self._answer(scope, body) if complete else None
+        except EXPECTED:
+            # PostgreSQL or Redis down (or worse): the full handler meets the same failure
+            # and answers it as every other route does (503 with Retry-After)
+            answer = None
         if answer is None:
             await self.app(scope, _replay(body, receive, complete), send)
             return
@@ -51,7 +57,9 @@ class NothingNewFastPath:
         if not isinstance(request, dict) or set(request) != {"platform", "cursor"}:
             return None
         platform, cursor = request["platform"], request["cursor"]
-        if platform not in PLATFORMS or not isinstance(cursor, str) or len(cursor) > 64:
+        if not isinstance(platform, str) or platform not in PLATFORMS:
+            return None
+        if not isinstance(cursor, str) or len(cursor) > 64:
             return None
         headers = dict(scope["headers"])
         state = scope["app"].state

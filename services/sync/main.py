@@ -11,8 +11,10 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from services.sync import api
 from services.sync.auth import AppCache
+from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import NothingNewFastPath
 from shared.db import create_pool
+from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import NO_OTEL, install_ops_routes, serve_http
@@ -45,8 +47,12 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         telemetry=NO_OTEL,
     )
 
+    install_error_handlers(app)
     app.include_router(api.router)
     app.add_middleware(NothingNewFastPath)  # inside CORS, so its answers carry CORS headers
+    app.add_middleware(  # before the fast path, which then sees only sane bodies
+        InputGuard, max_body_bytes=settings.max_body_bytes, render=render_refusal
+    )
     # Web pages on the customer's own origins call the device API; credentials travel in
     # headers (never cookies), so any origin may call it.
     app.add_middleware(
@@ -73,7 +79,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 def main() -> None:
     settings = SyncSettings()
     configure_logging("sync", settings.log_level)
-    serve_http(create_app(settings), settings.host, settings.port)
+    serve_http(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 
 from services.publisher import campaigns, idempotency, repository
 from services.publisher.auth import Principal, require
@@ -18,10 +18,13 @@ from services.publisher.models import (
     StartCampaign,
     TestSend,
 )
+from shared.http_limits import BIGINT_MAX
 
 router = APIRouter(tags=["campaigns and send jobs"])
 Sender = Annotated[Principal, Depends(require("sends"))]
 Action = Literal["pause", "resume", "cancel"]
+JobId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
+ContentIdPath = Annotated[str, Path(min_length=1, max_length=64)]
 
 
 @router.post("/channels/push/sendjobs", status_code=202)
@@ -36,7 +39,7 @@ async def create_send_job(body: CreateSendJob, request: Request, _: Sender) -> d
 
 
 @router.get("/channels/push/sendjobs/{job_id}", name="get_send_job")
-async def get_send_job(job_id: int, request: Request, _: Sender) -> dict[str, Any]:
+async def get_send_job(job_id: JobId, request: Request, _: Sender) -> dict[str, Any]:
     """Any send job (direct, to a contact source, campaign, test) with its progress."""
     row = await repository.get_send_job(request.app.state.pool, job_id)
     if row is None:
@@ -46,7 +49,7 @@ async def get_send_job(job_id: int, request: Request, _: Sender) -> dict[str, An
 
 @router.post("/channels/push/sendjobs/{job_id}/{action}")
 async def control_send_job(
-    job_id: int, action: Action, request: Request, _: Sender
+    job_id: JobId, action: Action, request: Request, _: Sender
 ) -> dict[str, Any]:
     """Pause, resume or cancel a send job; a paused job resumes from its checkpoint."""
     row = await campaigns.control(request.app.state.pool, job_id, action)
@@ -73,7 +76,7 @@ async def _campaign(request: Request, campaign_id: int) -> None:
 
 
 @router.get("/campaigns/{campaign_id}", name="get_campaign")
-async def get_campaign(campaign_id: int, request: Request, _: Sender) -> dict[str, Any]:
+async def get_campaign(campaign_id: JobId, request: Request, _: Sender) -> dict[str, Any]:
     """Status and live counts."""
     await _campaign(request, campaign_id)
     row = await repository.get_send_job(request.app.state.pool, campaign_id)
@@ -83,7 +86,7 @@ async def get_campaign(campaign_id: int, request: Request, _: Sender) -> dict[st
 
 @router.post("/campaigns/{campaign_id}/start")
 async def start_campaign(
-    campaign_id: int,
+    campaign_id: JobId,
     request: Request,
     _: Sender,
     body: Annotated[StartCampaign | None, Body()] = None,
@@ -98,7 +101,7 @@ async def start_campaign(
 
 @router.post("/campaigns/{campaign_id}/{action}")
 async def control_campaign(
-    campaign_id: int, action: Action, request: Request, _: Sender
+    campaign_id: JobId, action: Action, request: Request, _: Sender
 ) -> dict[str, Any]:
     await _campaign(request, campaign_id)
     row = await campaigns.control(request.app.state.pool, campaign_id, action)
@@ -107,7 +110,7 @@ async def control_campaign(
 
 @router.post("/appinbox/messages/{content_id}/test", status_code=202)
 async def test_inbox_message(
-    content_id: str, body: TestSend, request: Request, _: Sender
+    content_id: ContentIdPath, body: TestSend, request: Request, _: Sender
 ) -> dict[str, Any]:
     """Send an App Inbox message to a few contacts, marked as a test (``Idempotency-Key``
     as for sends)."""
@@ -119,7 +122,7 @@ async def test_inbox_message(
 
 @router.post("/channels/push/inappcontent/{content_id}/test", status_code=202)
 async def test_inapp_content(
-    content_id: str, body: TestSend, request: Request, _: Sender
+    content_id: ContentIdPath, body: TestSend, request: Request, _: Sender
 ) -> dict[str, Any]:
     """Send in-app content to a few contacts, marked as a test (``Idempotency-Key`` as
     for sends)."""

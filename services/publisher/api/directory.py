@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -41,7 +42,8 @@ async def get_app(app_key: str, request: Request, _: AppAdmin) -> dict[str, Any]
                     "schema": {
                         "type": "string",
                         "description": 'one contact per line: {"contactId": 13507, '
-                        '"attributes": {...}, "subscriptions": {"offers": true}}',
+                        '"attributes": {...}, "subscriptions": {"offers": true}}; '
+                        "each line at most 256 KiB, at most 1,000,000 lines",
                     }
                 }
             },
@@ -54,8 +56,20 @@ async def import_contacts(request: Request, _: ContactWriter) -> dict[str, Any]:
     media_type = request.headers.get("content-type", "").split(";")[0].strip()
     if media_type not in ("application/x-ndjson", "application/jsonl"):
         raise ApiError(415, "send contacts as application/x-ndjson, one JSON object per line")
-    imported = await contacts_import.import_contacts(request.app.state.pool, request.stream())
+    max_lines = request.app.state.settings.max_import_lines
+    stream = _at_most(request.stream(), max_lines)
+    imported = await contacts_import.import_contacts(request.app.state.pool, stream)
     return envelope({"imported": imported})
+
+
+async def _at_most(stream: AsyncIterator[bytes], max_lines: int) -> AsyncIterator[bytes]:
+    """The body, refused (and nothing imported) once it passes ``max_lines`` lines."""
+    lines = 0
+    async for chunk in stream:
+        lines += chunk.count(b"\n")
+        if lines > max_lines:
+            raise ApiError(413, f"an import holds at most {max_lines} lines; split it")
+        yield chunk
 
 
 @router.put("/contacts/{contact_id}")

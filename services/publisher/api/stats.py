@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from services.publisher import stats
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
+from shared.http_limits import BIGINT_MAX
 
 router = APIRouter(tags=["statistics"])
 Reader = Annotated[Principal, Depends(require("stats"))]
@@ -18,8 +19,8 @@ Reader = Annotated[Principal, Depends(require("stats"))]
 async def get_stats(
     request: Request,
     _: Reader,
-    campaignId: Annotated[int | None, Query(ge=1)] = None,
-    sendJobId: Annotated[int | None, Query(ge=1)] = None,
+    campaignId: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
+    sendJobId: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     contentId: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
