@@ -28,7 +28,6 @@ from typing import Any
 import asyncpg
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
-from pydantic import ValidationError
 
 from services.delivery import metrics
 from services.delivery.adapters import KafkaOutcomes, PgDeliveryStore, RedisInboxSignal
@@ -120,7 +119,7 @@ class DeliveryRuntime:
         where: dict[str, Any] = {"partition": partition, "offset": offset}
         try:
             batch = BatchScheduled.model_validate_json(value or b"")
-        except ValidationError as exc:
+        except Exception as exc:  # whatever cannot be decoded is bad input
             await self._park(key, value, where, f"invalid SendBatch: {exc}")
             return
         error = await self._deliver(batch, where)

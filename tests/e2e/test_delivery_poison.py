@@ -118,7 +118,7 @@ async def test_a_hostile_attribute_skips_only_its_contact_and_the_flow_goes_on(
         job,
         bad,
     )
-    assert (kept["field"], kept["error"]) == (detail.field, detail.error)
+    assert kept is not None and (kept["field"], kept["error"]) == (detail.field, detail.error)
     stats = await skipped_in_stats(api, job)
     assert (stats["delivered"], stats["skipped"]["personalization_failed"]) == (2, 1)
 
