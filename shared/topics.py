@@ -15,7 +15,7 @@ MAX_EVENT_BYTES = MAX_MESSAGE_BYTES - 1024
 # What a SendBatch's envelope (everything but its recipients: options with the
 # personalization defaults, app keys) may take; the scheduler fills the rest with
 # recipients, the publisher refuses a send whose envelope is larger.
-BATCH_ENVELOPE_BYTES = 64 * 1024
+BATCH_ENVELOPE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
