@@ -28,7 +28,12 @@ from shared.events import (
     RecipientOutcome,
     SkipReason,
 )
-from shared.personalization import PersonalizationError, Personalizer, compile_tree
+from shared.personalization import (
+    PersonalizationError,
+    Personalizer,
+    compile_tree,
+    tag_names,
+)
 from shared.personalization.urls import drop_unsafe_urls, urls_depend_on_personalization
 
 log = logging.getLogger(__name__)
@@ -193,9 +198,11 @@ def _personalize(
     """Each recipient's copy of the content, merge tags filled, unsafe URLs blanked; and
     the recipients whose copy could not be made, with why."""
     try:
+        used = tag_names(content.body)  # a formula no tag uses is never evaluated
+        formulas = content.personalization_formulas or {}
         personalizer = Personalizer(
             content.personalization_defaults,
-            content.personalization_formulas,
+            {name: source for name, source in formulas.items() if name.casefold() in used},
             batch.options.personalization_defaults,
         )
         render = compile_tree(content.body)  # parsed once per batch, not per recipient

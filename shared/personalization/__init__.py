@@ -13,6 +13,7 @@ from shared.personalization.merge import (
     compile_tree,
     find_merge_tags,
     render,
+    tag_names,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "compile_tree",
     "find_merge_tags",
     "render",
+    "tag_names",
 ]

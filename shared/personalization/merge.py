@@ -32,6 +32,14 @@ def find_merge_tags(text: str) -> list[str]:
     return names
 
 
+def tag_names(tree: Any) -> set[str]:
+    """The merge-tag names (case-folded) used anywhere in a JSON-like tree."""
+    if isinstance(tree, str):
+        return {name.casefold() for name in _TAG.findall(tree)} if "%%" in tree else set()
+    items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, list) else ()
+    return set().union(*(tag_names(item) for item in items))
+
+
 def _folded(values: Mapping[str, Any] | None) -> dict[str, Any]:
     return {str(k).casefold(): v for k, v in (values or {}).items()}
 

@@ -363,11 +363,25 @@ async def test_a_recipient_skipped_for_personalization_uses_up_no_cap() -> None:
 async def test_a_content_whose_formula_cannot_compile_skips_its_recipients_with_the_formula() -> (
     None
 ):
-    broken = Content(**{**CONTENT.__dict__, "personalization_formulas": {"when": "format(d, "}})
+    broken = Content(
+        **{
+            **CONTENT.__dict__,
+            "body": {"payload": {"gcm": {"content": {"title": "Due %%When%%"}}}},
+            "personalization_formulas": {"when": "format(d, "},
+        }
+    )
     d, _, emitted = deliverer(FakeStore(broken, {"a": ContactState({}, {})}))
     assert reasons(await d.deliver(batch("a"))) == {"a": "personalization_failed"}
     detail = emitted[0].outcomes[0].detail
     assert detail is not None and detail.field == "when"
+
+
+async def test_a_formula_no_merge_tag_uses_is_never_evaluated() -> None:
+    unused = Content(
+        **{**CONTENT.__dict__, "personalization_formulas": {"when": 'format(d, "dd-MM-yyyy")'}}
+    )
+    d, _, _ = deliverer(FakeStore(unused, {"a": ContactState({"d": 1e20}, {})}))
+    assert reasons(await d.deliver(batch("a"))) == {"a": "delivered"}
 
 
 async def test_outcomes_without_a_detail_read_as_before_on_the_wire() -> None:
