@@ -37,6 +37,8 @@ class Probe:
     async def __call__(self) -> None:
         now = time.monotonic()
         if self._task is None or (self._task.done() and now - self._started >= self.interval):
+            if self._task is not None and not self._task.cancelled():
+                self._task.exception()  # seen: asyncio would log it as never retrieved
             self._task = asyncio.ensure_future(self.check())
             self._started = now
         await asyncio.shield(self._task)
