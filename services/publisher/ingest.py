@@ -135,7 +135,7 @@ async def consume(
 ) -> None:
     """Poll, handle, commit: forever (until cancelled). An exception never ends the task:
     the poll is read again from its first offsets, after a pause."""
-    async for attempt in AsyncRetrying(wait=wait_exponential_jitter(initial=0.5, max=15)):
+    async for attempt in AsyncRetrying(wait=wait_exponential_jitter(multiplier=0.5, max=15)):
         with attempt:  # Kafka may still be starting: the API serves meanwhile
             await consumer.start()
     errors = _RateLimitedLog(interval=10.0)
