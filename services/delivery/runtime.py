@@ -13,6 +13,10 @@ What is retried, and for how long, is decided by where a failure comes from
 ``handle`` returns only once the event is handled or dead-lettered and raises nothing but
 cancellation: a dead letter that cannot be written is retried the same way, so the agent
 never acks an event that was neither delivered nor parked.
+
+The retry loops are written out rather than tenacity's: the three tries count only the
+event's own failures (waits for an outage in between do not use them up), and the two
+kinds of failure back off independently.
 """
 
 from __future__ import annotations
