@@ -179,22 +179,15 @@ class InputGuard:
 
     async def _too_large(self, send: Send) -> None:
         message = f"the request body is larger than the limit of {describe_size(self.max_body)}"
-        await self._answer(send, 413, message, {}, "body", close=True)
+        await self._answer(send, 413, message, {}, "body")
 
     async def _answer(
-        self,
-        send: Send,
-        status: int,
-        message: str | None,
-        fields: dict[str, str],
-        where: str,
-        *,
-        close: bool = False,
+        self, send: Send, status: int, message: str | None, fields: dict[str, str], where: str
     ) -> None:
+        # The server discards whatever is left of the body, so the client reads this answer
+        # once it has sent all of it, and the connection can be reused.
         body = self.render(status, message, fields, where)
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        if close:  # the unread rest of the body would otherwise be parsed as the next request
-            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
