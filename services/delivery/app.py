@@ -6,6 +6,7 @@ import faust
 
 from shared.observability import logging_dict_config
 from shared.settings import DeliverySettings
+from shared.topics import MAX_MESSAGE_BYTES
 
 
 def create_app(settings: DeliverySettings) -> faust.App:
@@ -19,6 +20,7 @@ def create_app(settings: DeliverySettings) -> faust.App:
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_max_request_size=MAX_MESSAGE_BYTES,  # the one Kafka message size
         # A crashed worker's partitions move to the others (or to its replacement) after
         # the session timeout; faust's default of 60 s stops delivery for a minute.
         broker_session_timeout=10.0,

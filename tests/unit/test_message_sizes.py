@@ -30,3 +30,9 @@ def test_the_local_broker_and_the_compose_broker_use_the_same_size() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     kafka_env = compose["services"]["kafka"]["environment"]
     assert int(kafka_env["KAFKA_MESSAGE_MAX_BYTES"]) == MAX_MESSAGE_BYTES
+
+
+def test_the_delivery_workers_producer_allows_the_same_size() -> None:
+    from services.delivery.app import app
+
+    assert app.conf.producer_max_request_size == MAX_MESSAGE_BYTES
