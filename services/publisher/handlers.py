@@ -19,6 +19,7 @@ from services.publisher.models import (
     CreateInboxMessage,
     CreateSend,
     SendContent,
+    UpdateApp,
     UpsertContact,
 )
 from shared.events import SendOptions
@@ -238,6 +239,18 @@ async def create_app(pool: asyncpg.Pool, command: CreateApp) -> dict[str, Any]:
     }
     await repository.insert_app(pool, row)
     return app_view(row, include_secret=True)
+
+
+async def update_app(pool: asyncpg.Pool, app_key: str, command: UpdateApp) -> dict[str, Any]:
+    """Change what an app declares. A scheme dropped here makes later sends of content that
+    links to it to this app a 400; what was delivered stays as it is."""
+    row = await repository.get_app(pool, app_key)
+    if row is None:
+        raise ApiError(404, f"no app with key {app_key!r}")
+    if command.deepLinkSchemes is not None:
+        schemes = list(dict.fromkeys(command.deepLinkSchemes))
+        row = await repository.set_deep_link_schemes(pool, app_key, schemes)
+    return app_view(row, include_secret=False)
 
 
 def app_view(row: dict[str, Any] | asyncpg.Record, *, include_secret: bool) -> dict[str, Any]:

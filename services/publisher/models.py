@@ -141,6 +141,12 @@ class CreateApp(Strict):
     deepLinkSchemes: list[DeepLinkScheme] = Field(default_factory=list, max_length=20)
 
 
+class UpdateApp(Strict):
+    """``PATCH /apps/{key}``: the fields given replace the app's."""
+
+    deepLinkSchemes: list[DeepLinkScheme] | None = Field(default=None, max_length=20)
+
+
 class CreateInboxMessage(Strict):
     """An App Inbox message (app-inbox-cdp.txt): ``name`` is seen by operators only."""
 

@@ -103,6 +103,16 @@ async def insert_app(pool: asyncpg.Pool, row: dict[str, Any]) -> None:
     )
 
 
+async def set_deep_link_schemes(
+    pool: asyncpg.Pool, app_key: str, schemes: list[str]
+) -> asyncpg.Record:
+    row = await pool.fetchrow(
+        "UPDATE apps SET deep_link_schemes = $2 WHERE app_key = $1 RETURNING *", app_key, schemes
+    )
+    assert row is not None, "checked to exist by the caller; apps are never deleted"
+    return row
+
+
 async def get_app(pool: asyncpg.Pool, app_key: str) -> asyncpg.Record | None:
     return await pool.fetchrow("SELECT * FROM apps WHERE app_key = $1", app_key)
 

@@ -117,3 +117,22 @@ async def test_an_app_cannot_declare_an_unsafe_or_malformed_scheme(
     answer = await api.post("/apps", json={"name": "x", "deepLinkSchemes": [scheme]})
     assert answer.status_code == 400
     assert "deepLinkSchemes.0" in answer.json()["meta"]["fieldErrors"]
+
+
+async def test_an_app_declares_a_scheme_later_with_patch(
+    api: httpx.AsyncClient, app: dict[str, str]
+) -> None:
+    scheme = f"t{uuid.uuid4().hex[:10]}"
+    patched = await api.patch(f"/apps/{app['appKey']}", json={"deepLinkSchemes": [scheme]})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["data"]["deepLinkSchemes"] == [scheme]
+    assert (await api.get(f"/apps/{app['appKey']}")).json()["data"]["deepLinkSchemes"] == [scheme]
+    published = await api.post("/channels/push/inappcontent", json=inapp(f"{scheme}://x", "p"))
+    assert published.status_code == 201, published.text
+    send = seed_send(published.json()["data"]["id"], app["appKey"])
+    assert (await api.post("/channels/push/sends", json=send)).status_code == 202
+
+    refused = await api.patch(f"/apps/{app['appKey']}", json={"deepLinkSchemes": ["data"]})
+    assert refused.status_code == 400
+    unknown = await api.patch("/apps/no-such-app", json={"deepLinkSchemes": []})
+    assert unknown.status_code == 404

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from services.publisher import contacts_import, handlers, repository
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
-from services.publisher.models import CreateApp, PutTagCap, UpsertContact
+from services.publisher.models import CreateApp, PutTagCap, UpdateApp, UpsertContact
 
 router = APIRouter(tags=["apps and contacts"])
 AppAdmin = Annotated[Principal, Depends(require("apps"))]
@@ -30,6 +30,14 @@ async def get_app(app_key: str, request: Request, _: AppAdmin) -> dict[str, Any]
     if row is None:
         raise ApiError(404, f"no app with key {app_key!r}")
     return envelope(handlers.app_view(row, include_secret=False))
+
+
+@router.patch("/apps/{app_key}")
+async def update_app(
+    app_key: str, body: UpdateApp, request: Request, _: AppAdmin
+) -> dict[str, Any]:
+    """Change an app's ``deepLinkSchemes`` (the list given replaces the app's)."""
+    return envelope(await handlers.update_app(request.app.state.pool, app_key, body))
 
 
 @router.post(
