@@ -77,10 +77,11 @@ async def replayed_job(pool: asyncpg.Pool, request: IdempotentRequest | None) ->
     job_id: int = row["id"]
     if row["request_hash"] is not None and row["request_hash"] != request.body_hash:
         what = "campaign" if row["kind"] == "campaign" else "send job"
+        name = HEADER if request.request_id.startswith("http:") else "event_id"
         raise ApiError(
             409,
             fields={
-                HEADER: f"{request.key!r} was already used for {what} {job_id} with a "
+                name: f"{request.key!r} was already used for {what} {job_id} with a "
                 "different request; use a new key for a new send"
             },
         )
