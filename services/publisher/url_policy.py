@@ -71,14 +71,20 @@ def _kind_of(key: str) -> str | None:
     return None
 
 
+def _kind_in(parent: dict[str, Any], key: str) -> str | None:
+    if key == "value" and str(parent.get("type", "")).lower() in URL_ACTION_TYPES:
+        # an action's target; delivery re-checks the "url" type only
+        return "url-action" if parent.get("type") == "url" else "link"
+    return _kind_of(key)
+
+
 def url_fields(tree: Any, path: str = "") -> Iterator[tuple[str, str, str | None]]:
-    """(path, value, "link" | "media" | None) for every string in ``tree``; None for
-    strings that are not URL fields."""
+    """(path, value, kind) for every string in ``tree``: kind is "link", "url-action" (a
+    link delivery re-checks), "media", or None for strings that are not URL fields."""
     if isinstance(tree, dict):
-        action_is_url = str(tree.get("type", "")).lower() in URL_ACTION_TYPES
         for key, value in tree.items():
             child = f"{path}.{key}" if path else str(key)
-            kind = "link" if key == "value" and action_is_url else _kind_of(str(key))
+            kind = _kind_in(tree, str(key))
             if isinstance(value, str):
                 yield child, value, kind
             elif isinstance(value, list) and kind is not None:
@@ -101,7 +107,10 @@ def problem(value: str, kind: str | None, path: str = "") -> tuple[str | None, s
     """(why ``value`` at ``path`` is refused whatever apps declare, or None; the
     deep-link scheme it needs an app to declare, or None)."""
     if starts_with_merge_tag(value):
-        if kind is None or _RECHECKED.match(path):
+        rechecked = _RECHECKED.match(path) and (
+            kind == "url-action" or not path.endswith("action.value")
+        )
+        if kind is None or rechecked:
             return None, None
         return "cannot start with a merge tag: only re-checked URL fields can", None
     scheme = scheme_of(value)

@@ -69,3 +69,11 @@ def test_scheme_reading_and_declarable_schemes() -> None:
     assert deep_link_problem("javascript") is not None
     assert deep_link_problem("https") is not None
     assert deep_link_problem("my app") is not None
+
+
+def test_a_merge_tag_may_start_an_action_value_only_for_the_url_type() -> None:
+    content = {"payload": {"gcm": {"content": {"action": {"type": "url", "value": "%%L%%"}}}}}
+    assert check(content) == ({}, {})
+    content["payload"]["gcm"]["content"]["action"]["type"] = "deeplink"
+    refused, _ = check(content)
+    assert list(refused) == ["payload.gcm.content.action.value"]
