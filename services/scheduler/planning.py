@@ -37,8 +37,9 @@ class PlannedBatch:
 
 
 def recipient_bytes(recipient: Recipient) -> int:
-    """What a recipient adds to a SendBatch's JSON (its object and a comma)."""
-    return len(recipient.model_dump_json().encode()) + 1
+    """What a recipient adds to a SendBatch's JSON (its object and a comma). The
+    serializer's bytes, exactly as model_dump_json writes them, at half the cost."""
+    return len(recipient.__pydantic_serializer__.to_json(recipient)) + 1
 
 
 def plan_batches(
