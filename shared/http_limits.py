@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -81,16 +82,30 @@ def storable_text(text: str) -> bool:
     return True
 
 
-def decode_json(body: bytes) -> tuple[Any, dict[str, str]] | None:
-    """The document and its problems, or None when ``body`` is not JSON at all (the
-    framework then answers that it is not valid JSON)."""
+# Every problem needs one of these in the raw body: a \u escape (NUL, surrogates), a raw
+# UTF-8 surrogate or NUL byte (the JSON decoder lets surrogates pass; NUL means UTF-16/32),
+# NaN or Infinity, an exponent (1e400), 19 digits (beyond 63 bits), or many brackets.
+_SUSPECT = re.compile(rb"\\u|\xed[\xa0-\xbf]|\x00|NaN|Infinity|\d[eE]|\d{19}")
+
+
+def _suspect(body: bytes) -> bool:
+    """False when ``body`` cannot hold a problem, so the common request is not decoded twice."""
+    brackets = body.count(b"[") + body.count(b"{")
+    return brackets >= MAX_JSON_DEPTH or _SUSPECT.search(body) is not None
+
+
+def body_problems(body: bytes) -> dict[str, str]:
+    """The problems of a JSON body by path; {} when it has none, or when it is not JSON at
+    all (the framework then answers that it is not valid JSON)."""
+    if not _suspect(body):
+        return {}
     try:
         document = json.loads(body)  # as the framework decodes it: NaN becomes a float
     except RecursionError:
-        return None, {"body": f"nested deeper than {MAX_JSON_DEPTH} levels"}
+        return {"body": f"nested deeper than {MAX_JSON_DEPTH} levels"}
     except ValueError:  # JSONDecodeError, UnicodeDecodeError
-        return None
-    return document, json_problems(document)
+        return {}
+    return json_problems(document)
 
 
 def url_problems(scope: Scope) -> tuple[str, dict[str, str]] | None:
@@ -154,11 +169,10 @@ class InputGuard:
         if body is None:
             await self._too_large(send)
             return
-        if body and _is_json(headers):
-            decoded = decode_json(body)
-            if decoded is not None and decoded[1]:
-                await self._answer(send, 400, None, decoded[1], "body")
-                return
+        problems = body_problems(body) if body and _is_json(headers) else {}
+        if problems:
+            await self._answer(send, 400, None, problems, "body")
+            return
         await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, receive: Receive) -> bytes | None:

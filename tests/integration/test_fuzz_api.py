@@ -28,7 +28,7 @@ from tests.conftest import PUBLISHER_URL, SYNC_URL, device_token
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = int(os.environ.get("PIGEONHOLE_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("PIGEONHOLE_FUZZ_EXAMPLES", "100"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

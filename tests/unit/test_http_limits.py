@@ -17,7 +17,11 @@ from services.publisher.api.directory import _at_most
 from services.publisher.errors import ApiError
 from services.publisher.models import ContactLine, UpsertContact
 from shared.http_errors import answer_for
-from shared.http_limits import InputGuard, decode_json, json_problems, url_problems
+from shared.http_limits import InputGuard, body_problems, json_problems, url_problems
+
+FINITE = "number out of range: it must be finite"
+BITS = "integer out of range: it must fit in 64 bits"
+TEXT = "must be valid Unicode text without NUL characters"
 
 
 @pytest.mark.parametrize(
@@ -45,14 +49,24 @@ def test_json_problems_accepts_what_postgres_stores() -> None:
     assert json_problems(document) == {}
 
 
-def test_decode_json_refuses_deep_nesting_and_leaves_bad_json_to_the_framework() -> None:
-    deep = decode_json(b"[" * 10_000 + b"]" * 10_000)
-    assert deep is not None and "nested" in deep[1]["body"]
-    assert decode_json(b"{not json") is None
-    assert decode_json(b'{"a": NaN}') == (
-        pytest.approx({"a": float("nan")}, nan_ok=True),
-        {"a": "number out of range: it must be finite"},
-    )
+@pytest.mark.parametrize(
+    ("body", "problems"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, {"body": "nested deeper than 32 levels"}),
+        (b"[" * 40 + b"]" * 40, {"0." * 31 + "0": "nested deeper than 32 levels"}),
+        (b'{"a": NaN, "b": [-Infinity]}', {"a": FINITE, "b.0": FINITE}),
+        (b'{"a": 1e400}', {"a": FINITE}),
+        (b'{"a": 1E-2, "b": 12345678901234567890}', {"b": BITS}),
+        (b'{"a": "\\ud800"}', {"a": TEXT}),
+        (b'{"a": "\xed\xa0\x80"}', {"a": TEXT}),  # a surrogate as raw UTF-8 bytes
+        ('{"a": "x"}'.encode("utf-16"), {}),
+        ('{"a": "\\u0000"}'.encode("utf-16"), {"a": TEXT}),
+        (b"{not json", {}),
+        (b'{"a": "plain", "b": [1, 2.5, true, null], "c": {"d": "e"}}', {}),
+    ],
+)
+def test_body_problems(body: bytes, problems: dict[str, str]) -> None:
+    assert body_problems(body) == problems
 
 
 def test_url_problems_finds_nul_in_path_and_query() -> None:
