@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from services.publisher.models import Strict
+from shared.http_limits import storable_text
 
 MAX_LISTED_CONTACTS = 100_000
 
@@ -22,19 +23,10 @@ def _contact_id_text(value: Any) -> Any:
 
 
 def _storable(text: str) -> str:
-    """PostgreSQL text holds neither NUL nor lone surrogates (which JSON can spell);
-    refuse them here rather than let the driver fail with a 500."""
-    if "\x00" in text or not _encodes(text):
+    """PostgreSQL text holds neither NUL nor lone surrogates (which JSON can spell)."""
+    if not storable_text(text):
         raise ValueError("must be valid Unicode text without NUL characters")
     return text
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 ListedContactId = Annotated[str, BeforeValidator(_contact_id_text)]
