@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
+
 from services.delivery.caps import Cap, app_caps, tag_caps
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import (
@@ -108,7 +110,11 @@ class BatchDeliverer:
             await self.emit(result)
             return result
         now = self.clock()
-        contacts = await self.store.contacts([r.contact_id for r in batch.recipients])
+        # An id PostgreSQL cannot hold (a NUL, a lone surrogate) is no contact's: it is
+        # left out of the query (which it would fail for the whole batch) and is unknown.
+        contacts = await self.store.contacts(
+            [r.contact_id for r in batch.recipients if storable_text(r.contact_id)]
+        )
         expires_at = effective_expiry(batch.options.expiration_date, content.ttl_seconds, now)
         skipped: dict[str, SkipReason] = {}
         eligible = []
@@ -214,6 +220,7 @@ def _personalize(
     entries, failures = [], {}
     for recipient in recipients:
         try:
+            check_storable(recipient.personalization)
             attributes = contacts[recipient.contact_id].attributes
             payload = render(personalizer.values_for(recipient.personalization, attributes))
             if check_urls:
@@ -232,12 +239,59 @@ def _personalize(
     return entries, failures
 
 
+def storable_text(text: str) -> bool:
+    """Whether PostgreSQL can hold this text (no NUL, valid UTF-8: no lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_storable(personalization: Mapping[str, Any]) -> None:
+    """The send's own values for a recipient are the one input PostgreSQL has not seen:
+    a value it cannot store (NUL, a lone surrogate, an integer beyond 64 bits, nesting
+    deeper than 254) would fail the batch's INSERT for everyone, so it fails this
+    recipient here."""
+    for key, value in personalization.items() if personalization else ():
+        problem = _unstorable(key) or _unstorable(value)
+        if problem:
+            raise PersonalizationError(str(key)[:200], problem)
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why PostgreSQL could not store ``value`` as JSON, or None."""
+    try:
+        orjson.dumps(value)  # lone surrogates, integers beyond 64 bits, too deep
+    except orjson.JSONEncodeError as exc:
+        return str(exc)[:300]
+    return "contains a NUL character" if _has_nul(value) else None
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def failure_detail(exc: BaseException) -> OutcomeDetail:
-    """The field to blame (when one is) and a short error, never longer than the wire allows."""
+    """The field to blame (when one is) and a short error, never longer than the wire
+    allows and always storable (it is kept in PostgreSQL and sent over Kafka)."""
     if isinstance(exc, PersonalizationError):
-        return OutcomeDetail(field=exc.field[:200], error=exc.error[:300])
+        return OutcomeDetail(field=_safe(exc.field, 200), error=_safe(exc.error, 300))
     try:
         message = str(exc)
     except Exception:  # an error whose message cannot be made still has a type
         message = ""
-    return OutcomeDetail(field=None, error=f"{type(exc).__name__}: {message}"[:300])
+    return OutcomeDetail(field=None, error=_safe(f"{type(exc).__name__}: {message}", 300))
+
+
+def _safe(text: str, limit: int) -> str:
+    text = text[:limit].replace("\x00", "\\x00")
+    return text.encode(errors="backslashreplace").decode()[:limit]

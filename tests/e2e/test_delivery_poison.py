@@ -5,7 +5,9 @@ content formats it (``format(Customer_Date, "dd-MM-yyyy")``). Only that contact 
 skipped (``personalization_failed``, the formula and the error kept for the operator);
 the others reach their devices, and a later send is delivered at once.
 (b) Poison records on pigeonhole.sends, one of every malformed kind, each land on
-pigeonhole.dlq (or get the right skip outcome), and the good batch behind them is filed.
+pigeonhole.dlq (or get the right skip outcome), and the good batch behind them is filed;
+a recipient PostgreSQL could not store (a NUL in its id or in its values) is skipped
+alone, not its batch.
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ def _poison(good: BatchScheduled) -> dict[str, bytes]:
         "unknown-kind": shaped(content_kind="sms"),
         "max-views-beyond-int": shaped(options={**valid["options"], "max_views": 2**40}),
         # decodes, but PostgreSQL refuses a NUL in text: three tries, then the DLQ
-        "nul-in-contact-id": shaped(recipients=[{"contact_id": "nul\u0000id"}]),
+        "nul-in-content-id": shaped(content_id="nul\u0000id"),
     }
 
 
@@ -173,10 +175,21 @@ async def test_poison_batches_are_dead_lettered_and_the_good_batch_behind_them_i
     outcomes: Outcomes,
 ) -> None:
     contact = await operator.contact("after-poison", first_name="Ada")
+    other = await operator.contact("odd-values", first_name="Bo")
     content = await operator.inapp()
     job_id = -int(time.time() * 1000)  # a job id no real send job uses
     good = _batch(job_id, content, app["appKey"], [contact])
     unknown = _batch(job_id - 1, "no-such-content", app["appKey"], [contact])
+    # one odd recipient among good ones: it alone is skipped, not the batch
+    odd = _batch(job_id - 2, content, app["appKey"], [contact, "nul\x00id", other])
+    odd = odd.model_copy(
+        update={
+            "recipients": [
+                *odd.recipients[:2],
+                Recipient(contact_id=other, personalization={"first_name": "A\x00"}),
+            ]
+        }
+    )
     poison = {f"{name}-{uuid.uuid4().hex[:6]}".encode(): v for name, v in _poison(good).items()}
 
     dlq = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
@@ -187,9 +200,10 @@ async def test_poison_batches_are_dead_lettered_and_the_good_batch_behind_them_i
         await from_the_end(dlq, DLQ)
         for key, value in poison.items():  # one partition, the good batch last
             await producer.send_and_wait(SENDS.name, value, key=key, partition=0)
-        await producer.send_and_wait(
-            SENDS.name, unknown.model_dump_json().encode(), key=b"unknown", partition=0
-        )
+        for key, batch in ((b"unknown", unknown), (b"odd", odd)):
+            await producer.send_and_wait(
+                SENDS.name, batch.model_dump_json().encode(), key=key, partition=0
+            )
         await producer.send_and_wait(
             SENDS.name, good.model_dump_json().encode(), key=b"good", partition=0
         )
@@ -204,6 +218,12 @@ async def test_poison_batches_are_dead_lettered_and_the_good_batch_behind_them_i
         assert expected in letter.error, (key, letter.error)
 
     assert (await outcomes.of(job_id - 1, 1))[contact].reason == "unknown_content"
+    odd_outcomes = await outcomes.of(job_id - 2, 3)
+    assert {c: o.reason or o.outcome for c, o in odd_outcomes.items()} == {
+        contact: "delivered",
+        "nul\x00id": "unknown_contact",
+        other: "personalization_failed",
+    }
     assert (await outcomes.of(job_id, 1))[contact].outcome == "delivered"
     title = await pool.fetchval(
         "SELECT payload->'payload'->'gcm'->'content'->>'title' FROM inbox_entries "

@@ -64,6 +64,8 @@ class FakeStore:
         return self._content if self._content and self._content.id == content_id else None
 
     async def contacts(self, contact_ids: list[str]) -> dict[str, ContactState]:
+        if any("\x00" in c for c in contact_ids):  # as PostgreSQL does, for the whole query
+            raise ValueError('invalid byte sequence for encoding "UTF8": 0x00')
         return {c: self._contacts[c] for c in contact_ids if c in self._contacts}
 
     async def file_entries(
@@ -395,3 +397,34 @@ async def test_outcomes_without_a_detail_read_as_before_on_the_wire() -> None:
                                    "reason": "unknown_contact"}  # fmt: skip
     assert wire["outcomes"][1]["detail"]["field"] == "expiration_date"
     assert BatchDelivered.model_validate_json(outcomes_message(emitted[0])) == emitted[0]
+
+
+async def test_a_contact_id_postgresql_cannot_hold_is_unknown_and_fails_nobody_else() -> None:
+    store = FakeStore(CONTENT, {"a": ContactState({}, {})})
+    d, _, _ = deliverer(store)
+    assert reasons(await d.deliver(batch("a", "nul\x00id"))) == {
+        "a": "delivered",
+        "nul\x00id": "unknown_contact",
+    }
+
+
+@pytest.mark.parametrize(
+    "personalization",
+    [{"first_name": "Ada\x00"}, {"first_name": 2**70}, {"first_name": {"deep": ["\x00"]}}],
+)
+async def test_a_value_postgresql_cannot_store_fails_only_its_recipient(
+    personalization: dict[str, Any],
+) -> None:
+    store = FakeStore(CONTENT, {"a": ContactState({}, {}), "b": ContactState({}, {})})
+    d, _, _ = deliverer(store)
+    odd = batch("a", "b")
+    odd = odd.model_copy(
+        update={
+            "recipients": [
+                odd.recipients[0],
+                Recipient(contact_id="b", personalization=personalization),
+            ]
+        }
+    )
+    assert reasons(await d.deliver(odd)) == {"a": "delivered", "b": "personalization_failed"}
+    assert store.failures[(7, "b")].field == "first_name"
