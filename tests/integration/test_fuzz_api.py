@@ -53,6 +53,7 @@ def _load(app: FastAPI, url: str) -> schemathesis.BaseSchema:
     schema = schemathesis.openapi.from_dict(app.openapi())
     schema.config.update(base_url=url)
     schema.config.generation.update(modes=list(GenerationMode))
+    schema.config.generation.codec = None  # any code point, lone surrogates included
     return schema
 
 
