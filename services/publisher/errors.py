@@ -85,23 +85,7 @@ def _route(request: Request) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     """The envelope for every error; see ``shared.http_errors`` for what is not a 4xx."""
-
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        answer = answer_for(exc, _route(request))
-        body = envelope(general_errors=[answer.message])
-        return JSONResponse(body, status_code=answer.status, headers=answer.headers)
-
-    for kind in EXPECTED:
-        app.add_exception_handler(kind, _unexpected)
-
-    @app.exception_handler(ClientDisconnect)
-    async def _gone(_: Request, __: ClientDisconnect) -> Response:
-        return Response(status_code=400)  # nobody reads it: the client has left
-
-    @app.exception_handler(Exception)
-    async def _bug(_: Request, __: Exception) -> JSONResponse:
-        # Starlette re-raises after this answer, so the server logs the traceback.
-        return JSONResponse(envelope(general_errors=["internal error"]), status_code=500)
+    _install_fault_handlers(app)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -128,3 +112,24 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
             headers=getattr(exc, "headers", None),
         )
+
+
+def _install_fault_handlers(app: FastAPI) -> None:
+    """A dependency down (503), a database data error (400), a client gone, a bug (500)."""
+
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        answer = answer_for(exc, _route(request))
+        body = envelope(general_errors=[answer.message])
+        return JSONResponse(body, status_code=answer.status, headers=answer.headers)
+
+    for kind in EXPECTED:
+        app.add_exception_handler(kind, _unexpected)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, __: ClientDisconnect) -> Response:
+        return Response(status_code=400)  # nobody reads it: the client has left
+
+    @app.exception_handler(Exception)
+    async def _bug(_: Request, __: Exception) -> JSONResponse:
+        # Starlette re-raises after this answer, so the server logs the traceback.
+        return JSONResponse(envelope(general_errors=["internal error"]), status_code=500)
