@@ -165,6 +165,7 @@ class DeliveryRuntime:
             )
             await self.sleep(backoff(waits))
             return failures, waits + 1
+        self.health.mark_up()  # whatever was down answered: this failure is the batch's own
         failures += 1
         if failures < self.attempts:
             log.warning(

@@ -132,9 +132,13 @@ async def test_outage_retries_do_not_use_up_the_tries_of_bad_input() -> None:
     bad = ValueError("bad")
     deliver = Script([POSTGRES_DOWN, bad, REDIS_DOWN, bad, KAFKA_DOWN, POSTGRES_DOWN])
     dead = DeadLetters()
-    rt, _ = runtime(deliver, dead)
+    rt, sleeps = runtime(deliver, dead)
     await rt.handle(b"k", VALUE, 0, 1)
     assert (deliver.calls, dead.written) == (7, [])
+    # a failure of the batch's own means the dependency answered: ready again meanwhile
+    assert sleeps.down_meanwhile == [
+        {"postgres"}, set(), {"redis"}, set(), {"kafka"}, {"kafka", "postgres"}
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize(
