@@ -12,6 +12,9 @@ Here every connection must:
   closed (answered ``408`` when the app has not answered yet), and the app's read of the
   body ends as a client disconnect.
 
+Time during which the server itself does not read (flow control: the app has not consumed
+what was sent) does not count.
+
 One timer per connection at a time, re-armed in the parser's callbacks: no task and no
 polling. Waiting for the app's answer is not bounded here.
 """
@@ -109,6 +112,11 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     def _expired(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
+            return
+        if self.flow is not None and self.flow.read_paused:
+            # The server stopped reading (the app has not consumed the body yet, or answers
+            # a pipelined request first): the wait is ours, not the client's.
+            self._arm(self.body_timeout if self._reading_body else self.header_timeout)
             return
         answered = self.cycle is not None and self.cycle.response_started
         if not (self._reading_body and answered):
