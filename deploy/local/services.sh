@@ -22,7 +22,13 @@ SERVICES=(
 
 say() { echo "services: $*"; }
 
-pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# alive = exists and is not a zombie (a killed service may wait to be reaped by an init
+# that is slow to do it; it must not count as a running service)
+pid_alive() {
+  [[ -f "$1" ]] || return 1
+  local pid; pid="$(cat "$1")"
+  kill -0 "$pid" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' "/proc/$pid/status"
+}
 
 ready() { # port
   python3 - "$1" <<'PY'
