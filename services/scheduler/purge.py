@@ -8,6 +8,8 @@ short statement, so it never holds long locks or a huge transaction):
   was delivered, so the expiry index alone finds the rows. Evicted and deleted entries
   are only marked (never deleted before they expire), so they stay duplicates too.
 - frequency-cap hits (``cap_hits``) older than the longest cap window + a margin.
+- personalization failures (``delivery_failures``) older than 30 days: what an operator
+  reads to answer "why was this recipient skipped" for a recent send.
 
 Sync never returns an expired entry whether or not it was purged yet."""
 
@@ -20,6 +22,7 @@ import logging
 import asyncpg
 
 from services.scheduler import metrics
+from shared.failures import dependency_down
 from shared.redis_keys import CAP_RETENTION_MS
 from shared.topics import SENDS_REPLAY_WINDOW_MS
 
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 MARGIN_SECONDS = 86_400.0
 REPLAY_WINDOW_SECONDS = SENDS_REPLAY_WINDOW_MS / 1000 + MARGIN_SECONDS
 CAP_HITS_KEPT_SECONDS = CAP_RETENTION_MS / 1000 + MARGIN_SECONDS
+DELIVERY_FAILURES_KEPT_SECONDS = 30 * 86_400.0
 
 _PURGE_CHUNK = """
 DELETE FROM inbox_entries
@@ -41,6 +45,13 @@ _PURGE_CAP_HITS_CHUNK = """
 DELETE FROM cap_hits
  WHERE ctid = ANY(ARRAY(SELECT ctid FROM cap_hits
                          WHERE counted_at < now() - make_interval(secs => $1)
+                         LIMIT $2))
+"""
+
+_PURGE_FAILURES_CHUNK = """
+DELETE FROM delivery_failures
+ WHERE ctid = ANY(ARRAY(SELECT ctid FROM delivery_failures
+                         WHERE at < now() - make_interval(secs => $1)
                          LIMIT $2))
 """
 
@@ -71,6 +82,13 @@ async def purge_cap_hits(
     return total
 
 
+async def purge_delivery_failures(
+    pool: asyncpg.Pool, chunk: int, kept_seconds: float = DELIVERY_FAILURES_KEPT_SECONDS
+) -> int:
+    """Delete the personalization failures older than ``kept_seconds``; return how many."""
+    return await _in_chunks(pool, _PURGE_FAILURES_CHUNK, float(kept_seconds), chunk)
+
+
 async def _in_chunks(
     pool: asyncpg.Pool, sql: str, first: float, chunk: int, *rest: float, count: bool = False
 ) -> int:
@@ -93,7 +111,12 @@ async def purge_periodically(
         try:
             await purge_expired(pool, grace_seconds, chunk)
             await purge_cap_hits(pool, chunk)
-        except (OSError, asyncpg.PostgresError):
-            log.exception("purge failed; will try again")
+            await purge_delivery_failures(pool, chunk)
+        except Exception as exc:  # the next interval tries again; the task never ends
+            dependency = dependency_down(exc)
+            if dependency is None:
+                log.exception("purge failed; will try again")
+            else:
+                log.warning("purge paused: a dependency is down", extra={"dependency": dependency})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 
 from services.delivery.repository import Content, NewEntry, evict_oldest, insert_entries
-from services.scheduler.purge import REPLAY_WINDOW_SECONDS, purge_expired
+from services.scheduler.purge import REPLAY_WINDOW_SECONDS, purge_delivery_failures, purge_expired
 from shared.topics import SENDS
 
 _batches = itertools.count(1)
@@ -91,3 +91,17 @@ async def test_an_evicted_entry_is_still_a_duplicate_when_its_batch_comes_again(
     assert await file() == {contact}
     assert await evict_oldest(pool, [contact], 0) == 1
     assert await file() == set()
+
+
+async def test_personalization_failures_are_kept_30_days_then_purged(pool: asyncpg.Pool) -> None:
+    job = -int(uuid.uuid4().int % 10**12) - 1
+    await pool.execute(
+        """INSERT INTO delivery_failures (send_job_id, contact_id, field, error, at)
+           VALUES ($1, 'old', 'f', 'e', now() - interval '31 days'),
+                  ($1, 'recent', 'f', 'e', now() - interval '29 days')""",
+        job,
+    )
+    assert await purge_delivery_failures(pool, chunk=1) >= 1
+    left = await pool.fetch("SELECT contact_id FROM delivery_failures WHERE send_job_id = $1", job)
+    assert [r["contact_id"] for r in left] == ["recent"]
+    await pool.execute("DELETE FROM delivery_failures WHERE send_job_id = $1", job)
