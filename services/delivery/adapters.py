@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from services.delivery import failures_repository, repository
 from services.delivery.repository import ContactState, Content, NewEntry
-from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail
+from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail, RecipientOutcome
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
@@ -96,13 +96,47 @@ class KafkaOutcomes:
         self.producer = producer
 
     async def __call__(self, result: BatchDelivered) -> None:
-        await self.producer.send_and_wait(
-            DELIVERIES.name, outcomes_message(result), key=str(result.job_id).encode()
-        )
+        key = str(result.job_id).encode()
+        sent = [
+            await self.producer.send(DELIVERIES.name, outcomes_message(part), key=key)
+            for part in outcome_parts(result)
+        ]
+        for delivery in sent:
+            await delivery
 
 
-# Below the broker's default message size (1 MiB) with room for the record's overhead.
+# Below the broker's message size (1 MiB) with room for the record's overhead.
 MAX_OUTCOMES_BYTES = 900_000
+# What one outcome adds to the JSON beyond its contact id, at most without a detail
+# ({"contact_id":"…","outcome":"skipped","reason":"personalization_failed"},).
+_OUTCOME_OVERHEAD_BYTES = 96
+_PART_BUDGET_BYTES = 800_000
+
+
+def outcome_parts(result: BatchDelivered) -> list[BatchDelivered]:
+    """The event cut into parts that fit the broker, by the recipients' contact ids alone,
+    so a retried batch is cut the same way whatever its outcomes are this time (statistics
+    apply each event id once). The first part keeps the batch's event id; part n is
+    ``<event id>-n``. A batch of up to 5,000 recipients with 200-character ids is one part
+    of some hundreds of kilobytes in practice; the cut is for the worst case."""
+    parts: list[list[RecipientOutcome]] = [[]]
+    size = 0
+    for outcome in result.outcomes:
+        cost = len(outcome.contact_id.encode()) + _OUTCOME_OVERHEAD_BYTES
+        if parts[-1] and size + cost > _PART_BUDGET_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(outcome)
+        size += cost
+    if len(parts) == 1:
+        return [result]
+    return [
+        result.model_copy(
+            update={"event_id": result.event_id if n == 0 else f"{result.event_id}-{n}",
+                    "outcomes": outcomes}
+        )
+        for n, outcomes in enumerate(parts)
+    ]  # fmt: skip
 
 
 def outcomes_message(result: BatchDelivered) -> bytes:
