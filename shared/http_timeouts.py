@@ -17,6 +17,12 @@ what was sent) does not count.
 
 One timer per connection at a time, re-armed in the parser's callbacks: no task and no
 polling. Waiting for the app's answer is not bounded here.
+
+A connection refused before the app saw its request (408, 431, 400 for a malformed one)
+is closed gracefully: the answer is followed by a half-close, and what the client still
+sends is read and dropped for ``LINGER_SECONDS``. Closing at once would make the kernel
+answer the client's unread bytes with a reset, which can destroy the answer before the
+client reads it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+LINGER_SECONDS = 2.0
+
+
+class _HeadersTooLarge(Exception):
+    """Raised in a parser callback: the parser stops, uvicorn answers through
+    ``send_400_response``, which answers 431 instead."""
 
 
 def _status_only(status: bytes) -> bytes:
@@ -45,6 +58,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._reading_body = False
+        self._too_large = False
+        self._lingering = False
 
     @classmethod
     def with_limits(
@@ -71,6 +86,33 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm(self.header_timeout)
 
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # answered and half-closed: drop what still comes
+        super().data_received(data)
+
+    def send_400_response(self, msg: str) -> None:
+        self._disarm()
+        if self._too_large:
+            self.transport.write(_TOO_LARGE)
+        else:
+            body = msg.encode("ascii", errors="replace")
+            self.transport.write(
+                STATUS_LINE[400]
+                + b"content-type: text/plain; charset=utf-8\r\n"
+                + b"content-length: " + str(len(body)).encode() + b"\r\n"
+                + b"connection: close\r\n\r\n" + body
+            )  # fmt: skip
+        self._linger()
+
+    def _linger(self) -> None:
+        """Half-close after an answer, drop what the client still sends, close later."""
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._disarm()
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
@@ -90,10 +132,9 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def _count_header_bytes(self, size: int) -> None:
         self._header_bytes += size
-        if self._header_bytes > self.max_header_bytes and not self.transport.is_closing():
-            self._disarm()
-            self.transport.write(_TOO_LARGE)
-            self.transport.close()
+        if self._header_bytes > self.max_header_bytes:
+            self._too_large = True
+            raise _HeadersTooLarge
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
@@ -111,14 +152,18 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._deadline = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._lingering:
             return
         if self.flow is not None and self.flow.read_paused:
             # The server stopped reading (the app has not consumed the body yet, or answers
             # a pipelined request first): the wait is ours, not the client's.
             self._arm(self.body_timeout if self._reading_body else self.header_timeout)
             return
-        answered = self.cycle is not None and self.cycle.response_started
-        if not (self._reading_body and answered):
-            self.transport.write(_TIMEOUT)
-        self.transport.close()
+        if self._reading_body:
+            # the app has the request: the close ends its read of the body as a disconnect
+            if not (self.cycle is not None and self.cycle.response_started):
+                self.transport.write(_TIMEOUT)
+            self.transport.close()
+            return
+        self.transport.write(_TIMEOUT)
+        self._linger()

@@ -14,6 +14,9 @@ import httpx
 import jwt
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from shared.db import create_pool
 from shared.settings import CommonSettings
@@ -21,6 +24,13 @@ from shared.settings import CommonSettings
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHER_URL = "http://127.0.0.1:8080"
 SYNC_URL = "http://127.0.0.1:8081"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault suite runs last: it stops Kafka, PostgreSQL and Redis, and nothing it
+    leaves behind (a stale connection in a session fixture) should touch another test."""
+    faults = [item for item in items if "/tests/faults/" in str(item.path)]
+    items[:] = [item for item in items if item not in faults] + faults
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +72,12 @@ async def pool(settings: CommonSettings) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="session")
 async def redis_client(settings: CommonSettings) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(settings.redis_url)
+    # reconnects after a Redis restart (the fault suite restarts it)
+    client = aioredis.from_url(
+        settings.redis_url,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
+        retry_on_error=[redis.exceptions.ConnectionError],
+    )
     yield client
     await client.aclose()
 

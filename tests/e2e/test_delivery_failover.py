@@ -2,9 +2,9 @@
 30,000-recipient send and restarted loses nothing and duplicates nothing.
 
 The batches are produced onto pigeonhole.sends by the test itself (as the scheduler would:
-one bucket per batch, partition = bucket % partitions, key = the bucket) under a negative
-job id no real send job can have. That keeps the scheduler out of the picture (another
-module stops and replaces the stack's scheduler), and the test knows exactly which
+one bucket per batch, partition = bucket % partitions, key = the bucket) for a send job row
+that is already completed, so no scheduler runs it. That keeps the scheduler out of the
+picture (another module stops and replaces the stack's scheduler), and the test knows exactly which
 batches and recipients went out, so "nothing lost, nothing doubled" is checked against
 what was really sent rather than against a second tap on Kafka.
 
@@ -137,6 +137,18 @@ async def produce(bootstrap: str, batches: list[BatchScheduled]) -> None:
         await producer.stop()
 
 
+async def completed_job(pool: asyncpg.Pool, content_id: str, app_key: str) -> int:
+    """A send job row for the test's batches: statistics count only outcomes of real jobs,
+    and a job that is already completed is one no scheduler will run."""
+    job_id: int = await pool.fetchval(
+        """INSERT INTO send_jobs (kind, content_id, app_keys, options, status)
+           VALUES ('direct', $1, $2, '{}'::jsonb, 'completed') RETURNING id""",
+        content_id,
+        [app_key],
+    )
+    return job_id
+
+
 async def filed(pool: asyncpg.Pool, job_id: int) -> int:
     count: int = await pool.fetchval(
         "SELECT count(*) FROM inbox_entries WHERE send_job_id = $1", job_id
@@ -155,6 +167,7 @@ async def stats(pool: asyncpg.Pool, job_id: int) -> dict[str, int]:
 async def clean_up(pool: asyncpg.Pool, redis: aioredis.Redis, ids: list[str], job_id: int) -> None:
     await pool.execute("DELETE FROM inbox_entries WHERE send_job_id = $1", job_id)
     await pool.execute("DELETE FROM stats_outcomes WHERE send_job_id = $1", job_id)
+    await pool.execute("DELETE FROM send_jobs WHERE id = $1", job_id)
     await pool.execute(
         "DELETE FROM stats_applied_events WHERE event_id LIKE $1", f"delivered-{job_id}-%"
     )
@@ -205,12 +218,13 @@ async def test_a_delivery_worker_killed_mid_stream_and_restarted_loses_and_doubl
     settings: CommonSettings,
     app: dict[str, str],
 ) -> None:
-    run, job_id = uuid.uuid4().hex[:10], -int(time.time() * 1000)
+    run, job_id = uuid.uuid4().hex[:10], 0
     ids = contact_ids(run)
     try:
         await import_contacts(api, run, ids)
         content = await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)
         assert content.status_code == 201, content.text
+        job_id = await completed_job(pool, content.json()["data"]["id"], app["appKey"])
         batches = plan(job_id, content.json()["data"]["id"], app["appKey"], ids)
         victim = _delivery_pid()
 

@@ -152,15 +152,15 @@ async def test_scheduler_sigkilled_hands_over_within_10_seconds(
 async def test_publisher_sigkilled_while_accepting_sends(
     api: httpx.AsyncClient, app: dict[str, str], audience: list[str], pool: asyncpg.Pool
 ) -> None:
-    """200 senders each retry their send (same Idempotency-Key) until it is accepted;
-    the publisher is SIGKILLed while they send. Every accepted send is one job, and its
+    """20 senders of 1,000 recipients each retry their send (same Idempotency-Key) until
+    it is accepted; the publisher is SIGKILLed while they send. Every accepted send is one job, and its
     recipients are filed once."""
     content = await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)
     content_id = content.json()["data"]["id"]
-    groups = [audience[i : i + 100] for i in range(0, AUDIENCE, 100)]
+    groups = [audience[i : i + 1000] for i in range(0, AUDIENCE, 1000)]
     keys = [f"fault-{uuid.uuid4().hex}" for _ in groups]
     accepted: dict[str, int] = {}
-    twenty_accepted = asyncio.Event()
+    some_accepted = asyncio.Event()
 
     async def sender(key: str, contacts: list[str]) -> None:
         body = {
@@ -180,21 +180,21 @@ async def test_publisher_sigkilled_while_accepting_sends(
                 continue
             if response.status_code == 202:
                 accepted[key] = response.json()["data"]["id"]
-                if len(accepted) >= 20:
-                    twenty_accepted.set()
+                if len(accepted) >= 5:
+                    some_accepted.set()
             else:
                 assert response.status_code == 503, response.text
                 await asyncio.sleep(0.2)
 
     async def killer() -> float:
-        await twenty_accepted.wait()
+        await some_accepted.wait()
         os.kill(service_pid("publisher"), signal.SIGKILL)
         await asyncio.sleep(0.5)
         assert await asyncio.to_thread(start_stack_services) == 0
         return time.monotonic()
 
     started = time.monotonic()
-    limit = asyncio.Semaphore(20)
+    limit = asyncio.Semaphore(4)
 
     async def limited(key: str, contacts: list[str]) -> None:
         async with limit:
