@@ -68,6 +68,37 @@ async def all_ready(within: float) -> dict[str, float]:
     raise AssertionError(f"not ready {within:.0f} s after the fault ended: {missing}")
 
 
+async def services_not_ready_during(seconds: float) -> set[str]:
+    """The services whose /readyz answered anything but 200 at least once while polled
+    for ``seconds`` (once when 0)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient(timeout=5) as client:
+        while True:
+            for name, port in PORTS.items():
+                try:
+                    response = await client.get(f"http://127.0.0.1:{port}/readyz")
+                except httpx.HTTPError:
+                    seen.add(name)
+                    continue
+                if response.status_code != 200:
+                    seen.add(name)
+            if time.monotonic() >= deadline:
+                return seen
+            await asyncio.sleep(0.5)
+
+
+def log_lines() -> int:
+    """Lines the four services have logged so far (their logs in .stack/logs)."""
+    total = 0
+    for name in PORTS:
+        path = STATE_DIR / "logs" / f"{name}.log"
+        if path.exists():
+            with path.open("rb") as log:
+                total += sum(1 for _ in log)
+    return total
+
+
 @pytest.fixture
 def stack_restored() -> Iterator[None]:
     """Whatever a test broke is running again afterwards, for the tests that follow."""
