@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from cachetools import TTLCache
 from redis.asyncio import Redis
 
 from services.delivery import failures_repository, repository
@@ -16,49 +17,65 @@ from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail, Recipie
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
+# Entries per cache: far more than the contents, apps and tag sets in use at once.
+CACHE_MAX_ENTRIES = 10_000
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+async def _cached(cache: TTLCache[K, V], key: K, load: Callable[[], Awaitable[V]]) -> V:
+    """The cached value (``None`` included: "no such row" is cached too) or a fresh load."""
+    try:
+        return cache[key]
+    except KeyError:  # never loaded, expired or evicted
+        pass
+    value = cache[key] = await load()
+    return value
+
 
 class PgDeliveryStore:
-    """Contents are immutable once published, so they are cached for a short while."""
+    """Contents are immutable once published, so they are cached for a short while; app
+    limits and tag caps change rarely, so a change reaches the worker within
+    ``limits_ttl_seconds``. Each cache is a bounded ``cachetools.TTLCache`` (least recently
+    used entries go first when full). A miss loads from PostgreSQL; two batches missing the
+    same key at once each load it (one cheap read each, the later one is kept), so there is
+    no per-key lock to hold while PostgreSQL is slow or down."""
 
     def __init__(
-        self, pool: asyncpg.Pool, inbox_cap: int = 200, content_ttl_seconds: float = 30.0
+        self,
+        pool: asyncpg.Pool,
+        inbox_cap: int = 200,
+        content_ttl_seconds: float = 30.0,
+        limits_ttl_seconds: float = 10.0,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.pool = pool
         self.inbox_cap = inbox_cap
-        self._ttl = content_ttl_seconds
-        self._contents: dict[str, tuple[float, Content | None]] = {}
-        # Limits change rarely; a change reaches the worker within ``limits_ttl`` seconds.
-        self._limits_ttl = 10.0
-        self._limits: dict[tuple[str, ...], tuple[float, Any]] = {}
-
-    async def _cached(self, key: tuple[str, ...], load: Callable[[], Awaitable[Any]]) -> Any:
-        cached = self._limits.get(key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        value = await load()
-        if len(self._limits) > 10_000:
-            self._limits.clear()
-        self._limits[key] = (time.monotonic() + self._limits_ttl, value)
-        return value
+        self._contents: TTLCache[str, Content | None] = TTLCache(
+            CACHE_MAX_ENTRIES, content_ttl_seconds, timer
+        )
+        self._limits: TTLCache[tuple[str, ...], Any] = TTLCache(
+            CACHE_MAX_ENTRIES, limits_ttl_seconds, timer
+        )
 
     async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]:
-        limits: dict[str, dict[str, int]] = await self._cached(
-            ("apps", *app_keys), lambda: repository.load_app_limits(self.pool, app_keys)
+        limits: dict[str, dict[str, int]] = await _cached(
+            self._limits,
+            ("apps", *app_keys),
+            lambda: repository.load_app_limits(self.pool, app_keys),
         )
         return limits
 
     async def tag_caps(self, tags: list[str]) -> dict[str, tuple[int, int]]:
-        caps: dict[str, tuple[int, int]] = await self._cached(
-            ("tags", *tags), lambda: repository.load_tag_caps(self.pool, tags)
+        caps: dict[str, tuple[int, int]] = await _cached(
+            self._limits, ("tags", *tags), lambda: repository.load_tag_caps(self.pool, tags)
         )
         return caps
 
     async def content(self, content_id: str) -> Content | None:
-        cached = self._contents.get(content_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
-        content = await repository.load_content(self.pool, content_id)
-        self._contents[content_id] = (time.monotonic() + self._ttl, content)
+        content: Content | None = await _cached(
+            self._contents, content_id, lambda: repository.load_content(self.pool, content_id)
+        )
         return content
 
     async def contacts(self, contact_ids: list[str]) -> dict[str, ContactState]:

@@ -7,10 +7,12 @@ Apps are cached in-process for a minute so the hot path makes no PostgreSQL quer
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
 import jwt
+from cachetools import TTLCache
 from fastapi import HTTPException, Request
 
 from shared.http_limits import storable_text
@@ -30,21 +32,32 @@ class Device:
 
 
 class AppCache:
-    def __init__(self, pool: asyncpg.Pool, ttl_seconds: float = 60.0) -> None:
-        self.pool, self.ttl = pool, ttl_seconds
-        self._apps: dict[str, tuple[float, App | None]] = {}
+    """Apps by key for ``ttl_seconds`` (a changed secret reaches sync within that time), in
+    a bounded ``cachetools.TTLCache``: an unknown key is cached too, and the least recently
+    used keys go first when it is full, so keys made up by callers cannot grow it. Devices
+    of one app missing it at once each read its row (no per-key lock that would hold them
+    all while PostgreSQL is slow)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        ttl_seconds: float = 60.0,
+        max_apps: int = 10_000,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self._apps: TTLCache[str, App | None] = TTLCache(max_apps, ttl_seconds, timer)
 
     async def get(self, app_key: str) -> App | None:
-        cached = self._apps.get(app_key)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        try:
+            return self._apps[app_key]
+        except KeyError:  # never read, expired or evicted
+            pass
         row = await self.pool.fetchrow(
             "SELECT app_key, secret, next_sync_after_seconds FROM apps WHERE app_key = $1", app_key
         )
         app = App(row["app_key"], row["secret"], row["next_sync_after_seconds"]) if row else None
-        if len(self._apps) > 10_000:
-            self._apps.clear()
-        self._apps[app_key] = (time.monotonic() + self.ttl, app)
+        self._apps[app_key] = app
         return app
 
 
