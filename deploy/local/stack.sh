@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Pigeonhole local infrastructure without Docker: PostgreSQL, Redis, Kafka (KRaft).
+# Pigeonhole local infrastructure without Docker: PostgreSQL, Redis, Kafka (KRaft) and
+# Prometheus (scraping the four services, with the alert rules loaded).
 #
 #   bash deploy/local/stack.sh up       # install if needed, start, wait until healthy
 #   bash deploy/local/stack.sh down     # stop everything (keeps data)
 #   bash deploy/local/stack.sh status   # one line per component
+#   bash deploy/local/stack.sh install prometheus   # only install (make lint needs promtool)
 #
 # All state (data, logs, pid files, config) lives in $PIGEONHOLE_STATE_DIR
 # (default <repo>/.stack). See deploy/local/README.md.
@@ -17,10 +19,12 @@ PG_PORT="${PIGEONHOLE_PG_PORT:-5432}"
 REDIS_PORT="${PIGEONHOLE_REDIS_PORT:-6379}"
 KAFKA_PORT="${PIGEONHOLE_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${PIGEONHOLE_KAFKA_CONTROLLER_PORT:-9093}"
+PROM_PORT="${PIGEONHOLE_PROMETHEUS_PORT:-9090}"
 
 PG_WAIT_S=60
 REDIS_WAIT_S=30
 KAFKA_WAIT_S=120
+PROM_WAIT_S=60
 
 LOG_DIR="$STATE_DIR/logs"
 RUN_DIR="$STATE_DIR/run"
@@ -30,6 +34,9 @@ KAFKA_LIBS="$KAFKA_DIR/libs"
 KAFKA_POM="$REPO_DIR/deploy/kafka/pom.xml"
 KAFKA_PID="$RUN_DIR/kafka.pid"
 REDIS_PID="$RUN_DIR/redis.pid"
+PROM_DIR="$STATE_DIR/prometheus"
+PROM_PID="$RUN_DIR/prometheus.pid"
+PROM_RULES="$REPO_DIR/deploy/prometheus/alerts.yml"
 
 export DEBIAN_FRONTEND=noninteractive
 
@@ -611,6 +618,111 @@ kafka_status() {
 }
 
 # --------------------------------------------------------------------------
+# Prometheus (Debian package, which also ships promtool)
+# --------------------------------------------------------------------------
+prom_ready() {
+  python3 - "$PROM_PORT" <<'PY' >/dev/null 2>&1
+import sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/-/ready", timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+PY
+}
+
+prom_reload() { # picks up changed alert rules; a rule file that does not load fails here
+  python3 - "$PROM_PORT" <<'PY' >/dev/null 2>&1
+import sys, urllib.request
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/-/reload", method="POST")
+urllib.request.urlopen(request, timeout=10)
+PY
+}
+
+prom_running() { pid_alive "$PROM_PID"; }
+
+prom_install() {
+  if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; then return 0; fi
+  say "installing prometheus (apt)"
+  apt_install prometheus
+  # policy-rc.d kept the package's own service from starting; keep it from booting too
+  if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+  say "prometheus installed ($(prometheus --version 2>&1 | awk 'NR == 1 {print $3}'))"
+}
+
+prom_write_conf() { # the four services of deploy/local/services.sh, scraped every 2 s
+  mkdir -p "$PROM_DIR/data"
+  cat >"$PROM_DIR/prometheus.yml" <<EOF
+# Written by deploy/local/stack.sh on every 'up'. The docker-compose twin is
+# deploy/prometheus/prometheus.yml; both load deploy/prometheus/alerts.yml.
+global:
+  scrape_interval: 2s
+  scrape_timeout: 2s
+  evaluation_interval: 2s
+rule_files:
+  - $PROM_RULES
+scrape_configs:
+  - job_name: pigeonhole
+    static_configs:
+      - targets:
+          - 127.0.0.1:${PIGEONHOLE_PUBLISHER_PORT:-8080}
+          - 127.0.0.1:${PIGEONHOLE_SYNC_PORT:-8081}
+          - 127.0.0.1:${PIGEONHOLE_SCHEDULER_METRICS_PORT:-9101}
+          - 127.0.0.1:${PIGEONHOLE_DELIVERY_WEB_PORT:-9102}
+EOF
+  if ! promtool check config "$PROM_DIR/prometheus.yml" >"$LOG_DIR/promtool.log" 2>&1; then
+    show_log "$LOG_DIR/promtool.log"
+    die "prometheus: promtool check config $PROM_DIR/prometheus.yml failed"
+  fi
+}
+
+prom_start() {
+  if port_open "$PROM_PORT"; then
+    die "prometheus: port $PROM_PORT is already taken by another process; set PIGEONHOLE_PROMETHEUS_PORT"
+  fi
+  nohup setsid prometheus --config.file="$PROM_DIR/prometheus.yml" \
+    --storage.tsdb.path="$PROM_DIR/data" --storage.tsdb.retention.time=7d \
+    --web.listen-address="127.0.0.1:$PROM_PORT" --web.enable-lifecycle \
+    >"$LOG_DIR/prometheus.log" 2>&1 </dev/null &
+  echo $! >"$PROM_PID"
+}
+
+prom_up() {
+  local t0 i; t0="$(now)"
+  prom_install
+  prom_write_conf
+  if prom_running && prom_ready; then
+    prom_reload || { show_log "$LOG_DIR/prometheus.log"; die "prometheus: reloading its configuration failed"; }
+    say "prometheus already running on 127.0.0.1:$PROM_PORT (configuration reloaded)"; return 0
+  fi
+  prom_running || prom_start
+  for ((i = 0; i < PROM_WAIT_S * 4; i++)); do
+    prom_running || break
+    if prom_ready; then say "prometheus ready on 127.0.0.1:$PROM_PORT ($(elapsed "$t0"))"; return 0; fi
+    sleep 0.25
+  done
+  show_log "$LOG_DIR/prometheus.log"
+  prom_running || die "prometheus process exited during startup"
+  die "prometheus not ready on 127.0.0.1:$PROM_PORT after ${PROM_WAIT_S}s"
+}
+
+prom_down() {
+  if ! prom_running; then rm -f "$PROM_PID"; say "prometheus already stopped"; return 0; fi
+  local pid i
+  pid="$(cat "$PROM_PID")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 120; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  rm -f "$PROM_PID"
+  say "prometheus stopped"
+}
+
+prom_status() {
+  if prom_running && prom_ready; then echo "prometheus running  127.0.0.1:$PROM_PORT (pid $(cat "$PROM_PID"))"
+  elif prom_running; then echo "prometheus running  (not answering on 127.0.0.1:$PROM_PORT yet)"
+  else echo "prometheus stopped  127.0.0.1:$PROM_PORT"; fi
+}
+
+# --------------------------------------------------------------------------
 ensure_state_dir() {
   mkdir -p "$STATE_DIR" "$LOG_DIR" "$RUN_DIR"
   # world-traversable (not readable) so the postgres OS user can reach its data dir
@@ -624,12 +736,14 @@ cmd_up() {
   pg_up
   redis_up
   kafka_up
+  prom_up
   say "all up ($(elapsed "$t0")); state in $STATE_DIR"
 }
 
 cmd_down() {
   ensure_state_dir
   local rc=0
+  prom_down || rc=1
   kafka_down || rc=1
   redis_down || rc=1
   pg_down || rc=1
@@ -640,9 +754,10 @@ cmd_status() {
   pg_status
   redis_status
   kafka_status
+  prom_status
 }
 
-cmd_component() { # start|stop postgres|redis|kafka... (the fault tests stop one part)
+cmd_component() { # start|stop|install postgres|redis|kafka|prometheus... (faults stop one)
   local action=$1 part; shift
   ensure_state_dir
   for part in "$@"; do
@@ -650,7 +765,9 @@ cmd_component() { # start|stop postgres|redis|kafka... (the fault tests stop one
       postgres:start) pg_up ;; postgres:stop) pg_down ;;
       redis:start) redis_up ;; redis:stop) redis_down ;;
       kafka:start) kafka_up ;; kafka:stop) kafka_down ;;
-      *) die "unknown part '$part' (postgres, redis, kafka)" ;;
+      prometheus:start) prom_up ;; prometheus:stop) prom_down ;;
+      prometheus:install) prom_install ;;
+      *) die "cannot $action '$part' (start|stop: postgres, redis, kafka, prometheus; install: prometheus)" ;;
     esac
   done
 }
@@ -659,11 +776,11 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  start | stop) cmd_component "$@" ;;
+  start | stop | install) cmd_component "$@" ;;
   *)
-    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|kafka}..." >&2
+    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|kafka|prometheus}... | install prometheus" >&2
     echo "env: PIGEONHOLE_STATE_DIR (default <repo>/.stack), PIGEONHOLE_PG_PORT (5432)," >&2
-    echo "     PIGEONHOLE_REDIS_PORT (6379), PIGEONHOLE_KAFKA_PORT (9092)" >&2
+    echo "     PIGEONHOLE_REDIS_PORT (6379), PIGEONHOLE_KAFKA_PORT (9092), PIGEONHOLE_PROMETHEUS_PORT (9090)" >&2
     exit 2
     ;;
 esac
