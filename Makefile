@@ -22,7 +22,7 @@ venv: $(UV) ## install the locked Python dependencies into .venv
 	@$(UV) sync --frozen --quiet
 	@echo "venv: $(VENV) in sync with uv.lock"
 
-stack: ## install (if missing) and start PostgreSQL, Redis and Kafka on loopback
+stack: ## install (if missing) and start PostgreSQL, Redis, Kafka and Prometheus on loopback
 	@bash deploy/local/stack.sh up
 
 migrate: venv ## apply database migrations
@@ -33,7 +33,7 @@ topics: venv ## create the Kafka topics of shared/topics.py
 
 up: venv stack migrate topics ## install what is missing and start everything; returns once all is healthy
 	@bash deploy/local/services.sh up
-	@echo "up: publisher http://127.0.0.1:8080  sync http://127.0.0.1:8081  (make status, make down)"
+	@echo "up: publisher http://127.0.0.1:8080  sync http://127.0.0.1:8081  prometheus http://127.0.0.1:9090  (make status, make down)"
 
 down: ## stop the services and the stack
 	@bash deploy/local/services.sh down
@@ -56,10 +56,13 @@ test-faults: up ## the fault suite alone: Kafka, PostgreSQL, Redis and each serv
 unit: venv ## unit tests only (no services needed)
 	@$(BIN)/pytest -q tests/unit
 
-lint: venv ## ruff (lint + format check) and mypy
+lint: venv ## ruff (lint + format check), mypy and promtool (Prometheus config and alert rules)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
+	@command -v promtool >/dev/null || bash deploy/local/stack.sh install prometheus
+	@promtool check config --lint=all --lint-fatal deploy/prometheus/prometheus.yml >/dev/null
+	@promtool check rules --lint=all --lint-fatal deploy/prometheus/alerts.yml
 
 fmt: venv ## format and fix what ruff can
 	@$(BIN)/ruff format .

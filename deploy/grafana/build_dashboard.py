@@ -17,8 +17,10 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Phone homes per second", "reqps", [
         ('sum by (outcome) (rate(pigeonhole_sync_phone_homes_total[1m]))', "{{outcome}}"),
     ]),
+    # "or vector(0)": until a device first hears "nothing new" that series does not exist,
+    # and the ratio is then 0, not missing
     ('"Nothing new" ratio', "percentunit", [
-        ('sum(rate(pigeonhole_sync_phone_homes_total{outcome="nothing_new"}[5m]))'
+        ('(sum(rate(pigeonhole_sync_phone_homes_total{outcome="nothing_new"}[5m])) or vector(0))'
          ' / sum(rate(pigeonhole_sync_phone_homes_total[5m]))', "nothing new"),
     ]),
     ("Phone home latency", "s", [
