@@ -9,7 +9,8 @@ A FIELD is a contact attribute or send personalization value, matched case-insen
 Functions (all return None when an input is missing, so the merge tag falls back to the
 defaults):
 
-    format(date, "dd-MM-yyyy")   date/datetime (ISO text or epoch millis), Java-style pattern
+    format(date, "dd-MM-yyyy")   date/datetime (ISO text or epoch millis), a Java
+                                 SimpleDateFormat pattern, formatted by babel (dates.py)
     upper(x) lower(x) trim(x) capitalize(x)
     concat(a, b, ...)            missing parts count as empty
     coalesce(a, b, ...)          first present, non-empty value
@@ -25,12 +26,18 @@ one recipient (``personalization_failed``) and names the formula and the error.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+from shared.personalization.dates import (
+    MAX_PATTERN_CHARS,
+    DatePattern,
+    DatePatternError,
+    date_pattern,
+)
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -176,7 +183,7 @@ def compile_formula(source: str) -> Formula:
     if isinstance(root, _Call) and root.func == "format":
         pattern = root.args[1]
         if isinstance(pattern, _Lit):
-            java_to_strftime(str(pattern.value))
+            _date_pattern(str(pattern.value))
     return Formula(source, root)
 
 
@@ -199,34 +206,6 @@ def _eval(node: Node, values: Mapping[str, Any]) -> Any:
 
 
 # --- dates -------------------------------------------------------------------------------
-
-_JAVA_PATTERN = re.compile(r"'[^']*'|y+|M+|d+|H+|h+|m+|s+|S+|E+|a|[A-Za-z]")
-_JAVA_FIELDS = {
-    "yyyy": "%Y", "yy": "%y", "y": "%Y",
-    "MMMM": "%B", "MMM": "%b", "MM": "%m", "M": "%-m",
-    "dd": "%d", "d": "%-d", "HH": "%H", "H": "%-H", "hh": "%I", "h": "%-I",
-    "mm": "%M", "m": "%-M", "ss": "%S", "s": "%-S", "SSS": "%f",
-    "EEEE": "%A", "EEE": "%a", "E": "%a", "a": "%p",
-}  # fmt: skip
-
-
-@functools.lru_cache(maxsize=256)
-def java_to_strftime(pattern: str) -> str:
-    """Translate a Java SimpleDateFormat pattern to strftime; unknown letters raise."""
-    out, pos = [], 0
-    for match in _JAVA_PATTERN.finditer(pattern):
-        out.append(pattern[pos : match.start()].replace("%", "%%"))
-        token = match.group(0)
-        if token.startswith("'"):
-            out.append(token[1:-1].replace("%", "%%") or "'")
-        elif token in _JAVA_FIELDS:
-            out.append(_JAVA_FIELDS[token])
-        else:
-            raise FormulaError(f"unsupported date pattern letter(s) {token!r}")
-        pos = match.end()
-    out.append(pattern[pos:].replace("%", "%%"))
-    return "".join(out)
-
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -259,12 +238,19 @@ def _format(value: Any, pattern: Any) -> str | None:
     when = _as_datetime(value)
     if when is None or pattern is None:
         return None
-    if not isinstance(pattern, str) or len(pattern) > 100:
+    if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_CHARS:
         raise FormulaError(
-            f"a date pattern is text of at most 100 characters, not {_brief(pattern)}"
+            f"a date pattern is text of at most {MAX_PATTERN_CHARS} characters,"
+            f" not {_brief(pattern)}"
         )
-    text = when.strftime(java_to_strftime(pattern))
-    return text.replace("%f", f"{when.microsecond // 1000:03d}")
+    return _date_pattern(pattern).format(when)
+
+
+def _date_pattern(pattern: str) -> DatePattern:
+    try:
+        return date_pattern(pattern)
+    except DatePatternError as exc:
+        raise FormulaError(str(exc)) from None
 
 
 def _str(value: Any) -> str | None:

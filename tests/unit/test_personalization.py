@@ -116,6 +116,32 @@ def test_formula_functions(formula: str, attributes: dict[str, Any], expected: s
 
 
 @pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        # where CLDR (babel) reads a letter otherwise, the Java meaning is kept
+        ("EEE u", "Thu 4"),  # u: day number of the week, Monday = 1 (CLDR: the year)
+        ("HH:mm:ss.SSS", "13:05:07.007"),  # S: milliseconds (CLDR: a fraction)
+        ("S", "7"),
+        ("EEEEE MMMMM", "Thursday February"),  # 4+ letters: the full name (CLDR: narrow)
+        ("hh:mm aa", "01:05 PM"),
+        ("GGGG yyyyy", "AD 02024"),
+        ("h 'o''clock' ''yy", "1 o'clock '24"),  # quotes as in Java
+        ("yyyy-MM-dd'T'HH:mmXXX Z", "2024-02-29T13:05+02:00 +0200"),  # the date's own offset
+        ("YYYY-'W'ww D", "2024-W09 60"),  # week year, week of year (en_US), day of year
+    ],
+)
+def test_date_patterns_mean_what_they_mean_in_java(pattern: str, expected: str) -> None:
+    formula = compile_formula(f'format(d, "{pattern}")')
+    assert formula.evaluate({"d": "2024-02-29T13:05:07.007+02:00"}) == expected
+
+
+def test_a_date_without_an_offset_is_utc() -> None:
+    formula = compile_formula('format(d, "dd-MM-yyyy HH:mm Z")')
+    assert formula.evaluate({"d": "2024-02-29T13:05"}) == "29-02-2024 13:05 +0000"
+    assert formula.evaluate({"d": 1709251200000}) == "01-03-2024 00:00 +0000"
+
+
+@pytest.mark.parametrize(
     "formula",
     [
         "format(Dated, ",  # ends early
@@ -124,6 +150,9 @@ def test_formula_functions(formula: str, attributes: dict[str, Any], expected: s
         "__import__('os')",  # not a name we call
         'format(Dated, "dd-MM-yyyy", 3)',  # too many arguments
         'format(Dated, "qq-MM")',  # unsupported pattern letters
+        'format(Dated, "QQ yyyy")',  # a CLDR letter Java does not have
+        'format(Dated, "ddd")',  # longer than the field can be
+        'format(Dated, "\'at HH")',  # an unterminated quote
         "upper(a) upper(b)",  # trailing tokens
         "",
         'concat("a" + "b")',
@@ -203,7 +232,7 @@ def test_formulas_raise_only_formula_error_on_hostile_values(
 @pytest.mark.parametrize(
     ("formula", "attributes", "expected"),
     [
-        ('format(d, "yyyy-MM-dd")', {"d": -62135596800000}, "1-01-01"),  # year 1 (glibc %Y)
+        ('format(d, "yyyy-MM-dd")', {"d": -62135596800000}, "0001-01-01"),  # year 1, as Java
         ('format(d, "dd-MM-yyyy")', {"d": 253402214400000}, "31-12-9999"),
         ('format(d, "dd-MM-yyyy")', {"d": "not a date"}, None),  # not a date: the default
         ('format(d, "dd-MM-yyyy")', {"d": "2024-02-09" * 20}, None),
