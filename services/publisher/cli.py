@@ -14,8 +14,8 @@ from typing import Annotated
 import redis.asyncio as aioredis
 import typer
 
-from services.publisher import dead_letters
 from services.publisher.auth import SCOPES, create_token
+from services.publisher.ingest import dead_letters
 from shared.cap_hits import rebuild as rebuild_caps
 from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics

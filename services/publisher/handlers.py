@@ -10,9 +10,9 @@ from typing import Any
 
 import asyncpg
 
-from services.publisher import idempotency, repository, send_limits, url_policy
+from services.publisher import repository
+from services.publisher.content import url_policy
 from services.publisher.errors import ApiError, field_error
-from services.publisher.idempotency import IdempotentRequest
 from services.publisher.models import (
     CreateApp,
     CreateInAppContent,
@@ -22,6 +22,8 @@ from services.publisher.models import (
     UpdateApp,
     UpsertContact,
 )
+from services.publisher.sends import idempotency, send_limits
+from services.publisher.sends.idempotency import IdempotentRequest
 from shared.events import SendOptions
 from shared.personalization import FormulaError, MergeTagError, compile_formula, find_merge_tags
 

@@ -9,9 +9,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher.api import campaigns, content, directory, inbox, sends, sources, stats
+from services.publisher.api import content, directory, inbox
+from services.publisher.contacts.sources import routes as sources
 from services.publisher.errors import install_error_handlers, render_refusal
-from services.publisher.ingest import Ingest, consume, consumers
+from services.publisher.ingest.consumers import Ingest, consume, consumers
+from services.publisher.sends import routes as sends
+from services.publisher.sends.campaigns import routes as campaigns
+from services.publisher.stats import routes as stats
 from shared.db import create_pool
 from shared.http_limits import InputGuard
 from shared.kafka import durable_producer

@@ -6,7 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from services.publisher import limits, url_policy
+from services.publisher import limits
+from services.publisher.content import url_policy
 from shared.http_limits import BIGINT_MAX
 
 

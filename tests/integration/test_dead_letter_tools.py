@@ -8,7 +8,7 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.publisher import dead_letters
+from services.publisher.ingest import dead_letters
 from shared.settings import CommonSettings
 from shared.topics import CONTACTS
 from tests.conftest import cli

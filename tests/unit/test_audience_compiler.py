@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from services.publisher.sources_models import CreateContactSource
+from services.publisher.contacts.sources.models import CreateContactSource
 from shared.audience import (
     MAX_DEPTH,
     MAX_LEAVES,

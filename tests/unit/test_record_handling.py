@@ -13,8 +13,8 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import ConsumerRecord
 
-from services.publisher.ingest import consume
-from services.publisher.record_handling import Record, RecordHandler, Refused
+from services.publisher.ingest.consumers import consume
+from services.publisher.ingest.record_handling import Record, RecordHandler, Refused
 from shared.events import DeadLetter
 
 

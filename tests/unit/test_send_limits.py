@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.publisher.errors import ApiError
-from services.publisher.send_limits import check_fits, envelope_bytes
+from services.publisher.sends.send_limits import check_fits, envelope_bytes
 from shared.events import SendOptions
 from shared.topics import BATCH_ENVELOPE_BYTES, MAX_EVENT_BYTES
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.publisher.url_policy import check, deep_link_problem, scheme_of
+from services.publisher.content.url_policy import check, deep_link_problem, scheme_of
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from services.publisher import contacts_import, handlers, repository
+from services.publisher import handlers, repository
 from services.publisher.auth import Principal, require
+from services.publisher.contacts import batch_import as contacts_import
 from services.publisher.errors import ApiError, envelope
 from services.publisher.models import CreateApp, PutTagCap, UpdateApp, UpsertContact
 

@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.publisher import handlers, media, repository
+from services.publisher import handlers, repository
 from services.publisher.auth import Principal, require
+from services.publisher.content import media
 from services.publisher.errors import ApiError, envelope
 from services.publisher.models import CreateInboxMessage
 

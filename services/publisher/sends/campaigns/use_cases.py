@@ -6,7 +6,6 @@ from typing import Any
 
 import asyncpg
 
-from services.publisher import idempotency, jobs_repository, send_limits
 from services.publisher.errors import ApiError, field_error
 from services.publisher.handlers import (
     ResolvedMessage,
@@ -14,8 +13,10 @@ from services.publisher.handlers import (
     resolve_message,
     send_options,
 )
-from services.publisher.idempotency import IdempotentRequest
 from services.publisher.models import CreateCampaign, CreateSendJob, SendContent, TestSend
+from services.publisher.sends import idempotency, send_limits
+from services.publisher.sends.campaigns import repository as jobs_repository
+from services.publisher.sends.idempotency import IdempotentRequest
 
 
 async def _check_sources(pool: asyncpg.Pool, ids: list[int], field: str) -> list[int]:

@@ -29,9 +29,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, wait_exponential_jitter
 
-from services.publisher import handlers, idempotency, repository, stats
+from services.publisher import handlers, repository
+from services.publisher.ingest.record_handling import Record, RecordHandler, Refused, reason_of
 from services.publisher.models import CreateSend, UpsertContact
-from services.publisher.record_handling import Record, RecordHandler, Refused, reason_of
+from services.publisher.sends import idempotency
+from services.publisher.stats import repository as stats
 from shared.events import BatchDelivered, ContactUpserted, MessageEngaged, SendRequested
 from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from services.publisher import stats
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
+from services.publisher.stats import repository as stats
 from shared.http_limits import BIGINT_MAX
 
 router = APIRouter(tags=["statistics"])

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
-from services.publisher import campaigns, idempotency, repository
+from services.publisher import repository
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
 from services.publisher.models import (
@@ -18,6 +18,8 @@ from services.publisher.models import (
     StartCampaign,
     TestSend,
 )
+from services.publisher.sends import idempotency
+from services.publisher.sends.campaigns import use_cases as campaigns
 from shared.http_limits import BIGINT_MAX
 
 router = APIRouter(tags=["campaigns and send jobs"])

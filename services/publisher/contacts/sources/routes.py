@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from services.publisher import sources_handlers as handlers
-from services.publisher import sources_repository as repository
 from services.publisher.auth import Principal, require
+from services.publisher.contacts.sources import repository, use_cases
+from services.publisher.contacts.sources.models import CreateContactSource
 from services.publisher.errors import ApiError, envelope
-from services.publisher.sources_models import CreateContactSource
 
 router = APIRouter(prefix="/contact-sources", tags=["contact sources"])
 ContactWriter = Annotated[Principal, Depends(require("contacts"))]
@@ -21,17 +20,17 @@ SourceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 async def create(body: CreateContactSource, request: Request, _: ContactWriter) -> dict[str, Any]:
     """A static list (``contactIds``) or an attribute ``query``; see docs/contact-sources.md."""
     pool = request.app.state.pool
-    source_id = await handlers.create_contact_source(pool, body)
-    row = await handlers.get_contact_source(pool, source_id)
+    source_id = await use_cases.create_contact_source(pool, body)
+    row = await use_cases.get_contact_source(pool, source_id)
     location = str(request.url_for("get_contact_source", source_id=source_id))
-    return envelope({"location": location, **await handlers.contact_source_view(pool, row)})
+    return envelope({"location": location, **await use_cases.contact_source_view(pool, row)})
 
 
 @router.get("/{source_id}", name="get_contact_source")
 async def get_one(source_id: SourceId, request: Request, _: ContactWriter) -> dict[str, Any]:
     pool = request.app.state.pool
-    row = await handlers.get_contact_source(pool, source_id)
-    return envelope(await handlers.contact_source_view(pool, row))
+    row = await use_cases.get_contact_source(pool, source_id)
+    return envelope(await use_cases.contact_source_view(pool, row))
 
 
 @router.get("/{source_id}/members")
@@ -44,8 +43,10 @@ async def members(
 ) -> dict[str, Any]:
     """Member contact ids in ``contactId`` order; follow ``meta.nextPageUrl`` for more."""
     pool = request.app.state.pool
-    row = await handlers.get_contact_source(pool, source_id)
-    ids = await repository.page_members(pool, handlers.source_of(row), after=after, limit=limit + 1)
+    row = await use_cases.get_contact_source(pool, source_id)
+    ids = await repository.page_members(
+        pool, use_cases.source_of(row), after=after, limit=limit + 1
+    )
     next_url = None
     if len(ids) > limit:
         ids = ids[:limit]

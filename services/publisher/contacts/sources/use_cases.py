@@ -7,9 +7,9 @@ from typing import Any
 
 import asyncpg
 
-from services.publisher import sources_repository as repository
+from services.publisher.contacts.sources import repository
+from services.publisher.contacts.sources.models import CreateContactSource
 from services.publisher.errors import ApiError
-from services.publisher.sources_models import CreateContactSource
 from shared.audience import QueryError, Source, compile_query
 
 

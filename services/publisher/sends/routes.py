@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from services.publisher import handlers, idempotency
+from services.publisher import handlers
 from services.publisher.auth import Principal, require
 from services.publisher.errors import envelope
 from services.publisher.models import CreateSend
+from services.publisher.sends import idempotency
 
 router = APIRouter(tags=["sends"])
 Sender = Annotated[Principal, Depends(require("sends"))]
