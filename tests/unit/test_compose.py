@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from shared.settings import CommonSettings
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -51,3 +53,68 @@ def test_dockerfile_copies_what_the_services_import() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     for path in ("shared", "services", "uv.lock", "pyproject.toml"):
         assert path in dockerfile, path
+
+
+def listeners(value: str) -> dict[str, tuple[str, int]]:
+    """``PLAINTEXT://kafka:19092,HOST://:9092`` -> {name: (host, port)}."""
+    parsed = {}
+    for listener in value.split(","):
+        name, address = listener.split("://")
+        host, port = address.rsplit(":", 1)
+        parsed[name] = (host, int(port))
+    return parsed
+
+
+def kafka_env() -> dict[str, Any]:
+    env: dict[str, Any] = compose()["services"]["kafka"]["environment"]
+    return env
+
+
+def test_kafka_listeners_advertised_listeners_and_protocols_agree() -> None:
+    env = kafka_env()
+    bound = listeners(env["KAFKA_LISTENERS"])
+    advertised = listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols) == set(bound)
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert controller in bound and controller not in advertised
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] in advertised
+    for name, (_, port) in advertised.items():
+        assert bound[name][1] == port, f"{name} is advertised on a port it does not listen on"
+    voter_host, voter_port = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split("@")[1].split(":")
+    assert (voter_host, int(voter_port)) == ("kafka", bound[controller][1])
+
+
+def test_services_use_the_network_listener_and_the_host_gets_its_own() -> None:
+    """Inside the network the broker is kafka:<port>; a client on the host is sent to an
+    address it can reach: 127.0.0.1 on a published port, the one the native stack uses."""
+    services = compose()["services"]
+    advertised = listeners(kafka_env()["KAFKA_ADVERTISED_LISTENERS"])
+    inside = {f"{host}:{port}" for host, port in advertised.values() if host == "kafka"}
+    for name in ("publisher", "sync", "scheduler", "delivery", "migrate"):
+        assert services[name]["environment"]["PIGEONHOLE_KAFKA_BOOTSTRAP"] in inside, name
+    health = " ".join(services["kafka"]["healthcheck"]["test"])
+    assert any(address in health for address in inside)
+    on_host = [f"{h}:{p}" for h, p in advertised.values() if h == "127.0.0.1"]
+    assert on_host == [CommonSettings.model_fields["kafka_bootstrap"].default] == ["127.0.0.1:9092"]
+    host_port = on_host[0].rsplit(":", 1)[1]
+    assert f"127.0.0.1:{host_port}:{host_port}" in services["kafka"]["ports"]
+    assert f"| {host_port} " in (REPO / "README.md").read_text()  # the port table says so
+
+
+def test_every_published_port_is_on_loopback() -> None:
+    for name, service in compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+
+
+def test_each_dependency_is_waited_for_until_healthy_or_done() -> None:
+    services = compose()["services"]
+    for name, service in services.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        for target, rule in depends_on.items():
+            one_shot = services[target].get("restart") == "no"
+            assert "healthcheck" in services[target] or one_shot, target
+            expected = "service_completed_successfully" if one_shot else "service_healthy"
+            assert rule == {"condition": expected}, (name, target)
