@@ -3,10 +3,18 @@
 Migrations are numbered SQL files in ``shared/migrations`` (``0001_initial.sql`` …),
 applied in order, each in its own transaction, under an advisory lock so that several
 processes starting at once apply each file exactly once.
+
+``schema_migrations`` keeps each applied file's SHA-256 (of its text, CRLF line endings read
+as LF, so a checkout's line endings do not matter). A file changed after it was
+applied is refused before anything is applied (``MigrationChanged`` names it): the
+database already holds the old version, so the change belongs in a new migration. A
+database migrated before checksums were kept gets its column and the checksums of the
+files as they are on its next run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -51,28 +59,80 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, Path]]:
     return found
 
 
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+class MigrationChanged(RuntimeError):
+    """An applied migration's file no longer matches what was applied."""
+
+
+def checksum(sql: str) -> str:
+    """The SHA-256 of a migration's text as ``_read`` reads it (CRLF read as LF)."""
+    return hashlib.sha256(sql.encode()).hexdigest()
+
+
+async def _bootstrap(conn: asyncpg.Connection) -> dict[int, str | None]:
+    """The migrations table (with its checksum column, also on databases from before
+    checksums); the applied versions and their checksums."""
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version int PRIMARY KEY,
+               name text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now(),
+               checksum text)"""
+    )
+    await conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+    rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
+    return {r["version"]: r["checksum"] for r in rows}
+
+
+async def _verify_applied(
+    conn: asyncpg.Connection, applied: dict[int, str | None], files: list[tuple[int, Path]]
+) -> None:
+    """Refuse changed applied files; record the checksums an older runner did not keep."""
+    changed = []
+    for version, path in files:
+        recorded, now = applied.get(version), checksum(_read(path))
+        if recorded is not None and recorded != now:
+            changed.append(f"{path.name} (applied as sha256 {recorded[:12]}…, now {now[:12]}…)")
+    if changed:
+        raise MigrationChanged(
+            f"applied migration(s) changed since they were applied: {', '.join(changed)}."
+            " Restore the file(s) and put the change in a new migration."
+        )
+    for version, path in files:
+        if version in applied and applied[version] is None:
+            await conn.execute(
+                "UPDATE schema_migrations SET checksum = $2 WHERE version = $1",
+                version,
+                checksum(_read(path)),
+            )
+            log.info("migration checksum recorded", extra={"migration": path.name})
+
+
 async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply every migration not yet applied; return the names applied now."""
+    """Apply every migration not yet applied; return the names applied now.
+
+    Raises MigrationChanged, having applied nothing, if an applied file was changed."""
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     applied_now: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version int PRIMARY KEY,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-        for version, path in migration_files(directory):
-            if version in done:
+        files = migration_files(directory)
+        applied = await _bootstrap(conn)
+        await _verify_applied(conn, applied, files)
+        for version, path in files:
+            if version in applied:
                 continue
+            sql = _read(path)
             async with conn.transaction():
-                await conn.execute(path.read_text())
+                await conn.execute(sql)
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     version,
                     path.name,
+                    checksum(sql),
                 )
             applied_now.append(path.name)
             log.info("migration applied", extra={"migration": path.name})
