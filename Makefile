@@ -9,7 +9,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
 
-.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs
+.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ lint: venv ## ruff (lint + format check), mypy and promtool (Prometheus config a
 fmt: venv ## format and fix what ruff can
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
+
+asyncapi: venv ## write docs/asyncapi.yaml (the Kafka topics) from shared/events.py and topics.py
+	@$(BIN)/python -m shared.asyncapi
 
 bench: up ## run every benchmark against the local stack; BENCH_N=100000 for a quick run
 	@$(BIN)/python -m bench.fanout $(if $(BENCH_N),--n $(BENCH_N))
