@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.publisher.api import content, directory, inbox
+from services.publisher.apps import routes as apps
+from services.publisher.contacts import routes as contacts
 from services.publisher.contacts.sources import routes as sources
+from services.publisher.content import routes as content
 from services.publisher.errors import install_error_handlers, render_refusal
 from services.publisher.ingest.consumers import Ingest, consume, consumers
 from services.publisher.sends import routes as sends
@@ -68,10 +70,10 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (
         content.router,
-        inbox.router,
         sends.router,
         campaigns.router,
-        directory.router,
+        apps.router,
+        contacts.router,
         sources.router,
         stats.router,
     ):

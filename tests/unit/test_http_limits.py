@@ -13,9 +13,9 @@ from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from services.publisher import limits
-from services.publisher.api.directory import _at_most
+from services.publisher.contacts.models import ContactLine, UpsertContact
+from services.publisher.contacts.routes import _at_most
 from services.publisher.errors import ApiError
-from services.publisher.models import ContactLine, UpsertContact
 from shared.http_errors import answer_for
 from shared.http_limits import InputGuard, body_problems, json_problems, url_problems
 

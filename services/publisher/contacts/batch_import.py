@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 from pydantic import ValidationError
 
-from services.publisher import repository
+from services.publisher.contacts import repository
+from services.publisher.contacts.models import ContactLine
 from services.publisher.errors import ApiError
-from services.publisher.models import ContactLine
 
 CHUNK = 2000
 MAX_LINE_BYTES = 256 * 1024

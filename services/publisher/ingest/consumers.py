@@ -29,10 +29,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, wait_exponential_jitter
 
-from services.publisher import handlers, repository
+from services.publisher.contacts import repository
+from services.publisher.contacts.models import UpsertContact
 from services.publisher.ingest.record_handling import Record, RecordHandler, Refused, reason_of
-from services.publisher.models import CreateSend, UpsertContact
 from services.publisher.sends import idempotency
+from services.publisher.sends import use_cases as sends
+from services.publisher.sends.models import CreateSend
 from services.publisher.stats import repository as stats
 from shared.events import BatchDelivered, ContactUpserted, MessageEngaged, SendRequested
 from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
@@ -85,7 +87,7 @@ class Ingest:
             command = CreateSend.model_validate(event.send)
         except ValidationError as exc:
             raise Refused(f"invalid send in SendRequested: {exc}") from exc
-        job_id = await handlers.create_send(
+        job_id = await sends.create_send(
             self.pool, command, using_app_frequency=event.using_app_frequency,
             request=idempotency.kafka_request(event.event_id, command, event.using_app_frequency),
         )  # fmt: skip

@@ -20,8 +20,8 @@ import asyncpg
 from fastapi import Request
 from pydantic import BaseModel
 
-from services.publisher import repository
 from services.publisher.errors import ApiError
+from services.publisher.sends import repository
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 200

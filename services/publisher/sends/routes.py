@@ -6,11 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
-from services.publisher import handlers
 from services.publisher.auth import Principal, require
 from services.publisher.errors import envelope
-from services.publisher.models import CreateSend
-from services.publisher.sends import idempotency
+from services.publisher.sends import idempotency, use_cases
+from services.publisher.sends.models import CreateSend
 
 router = APIRouter(tags=["sends"])
 Sender = Annotated[Principal, Depends(require("sends"))]
@@ -21,7 +20,7 @@ async def _accept(
 ) -> dict[str, Any]:
     """An ``Idempotency-Key`` header makes retries safe: the same key with the same body
     answers the same job; with another body, 409 naming the job the key belongs to."""
-    job_id = await handlers.create_send(
+    job_id = await use_cases.create_send(
         request.app.state.pool,
         body,
         using_app_frequency=using_app_frequency,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from services.publisher.models import Strict
+from services.publisher.fields import Strict
 from shared.http_limits import storable_text
 
 MAX_LISTED_CONTACTS = 100_000

@@ -6,20 +6,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Request
 
-from services.publisher import repository
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
-from services.publisher.models import (
+from services.publisher.sends import idempotency, repository
+from services.publisher.sends.campaigns import use_cases as campaigns
+from services.publisher.sends.campaigns.models import (
     CreateCampaign,
     CreateSendJob,
-    InAppMessage,
-    InboxMessage,
-    SendContent,
     StartCampaign,
     TestSend,
 )
-from services.publisher.sends import idempotency
-from services.publisher.sends.campaigns import use_cases as campaigns
+from services.publisher.sends.models import InAppMessage, InboxMessage, SendContent
 from shared.http_limits import BIGINT_MAX
 
 router = APIRouter(tags=["campaigns and send jobs"])

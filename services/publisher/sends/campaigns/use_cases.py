@@ -7,16 +7,17 @@ from typing import Any
 import asyncpg
 
 from services.publisher.errors import ApiError, field_error
-from services.publisher.handlers import (
+from services.publisher.sends import idempotency, send_limits
+from services.publisher.sends.campaigns import repository as jobs_repository
+from services.publisher.sends.campaigns.models import CreateCampaign, CreateSendJob, TestSend
+from services.publisher.sends.idempotency import IdempotentRequest
+from services.publisher.sends.models import SendContent
+from services.publisher.sends.use_cases import (
     ResolvedMessage,
     check_app_keys,
     resolve_message,
     send_options,
 )
-from services.publisher.models import CreateCampaign, CreateSendJob, SendContent, TestSend
-from services.publisher.sends import idempotency, send_limits
-from services.publisher.sends.campaigns import repository as jobs_repository
-from services.publisher.sends.idempotency import IdempotentRequest
 
 
 async def _check_sources(pool: asyncpg.Pool, ids: list[int], field: str) -> list[int]:

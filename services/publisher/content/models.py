@@ -1,0 +1,73 @@
+"""Request bodies of in-app content (exactly as the seed writes them) and App Inbox messages."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.publisher.fields import (
+    Formulas,
+    Personalization,
+    Strict,
+    Tag,
+)
+
+
+class InAppAction(Strict):
+    type: str | None = None
+    value: str | None = None
+
+
+class InAppFields(BaseModel):
+    """``content`` of a template: the seed's fields plus template-specific extras
+    (``orientation``, ``image``, ``video`` …), which are kept as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    mainImage: str | None = None
+    title: str | None = None
+    text: str | None = None
+    color: str | None = None
+    icon: str | None = None
+    action: InAppAction | None = None
+
+
+class InAppTemplateContent(Strict):
+    rules: list[str] = Field(default_factory=list)
+    template: str | None = None
+    maxViews: int | None = Field(default=None, ge=1, le=1000)
+    content: InAppFields | None = None
+
+
+class InAppPayload(Strict):
+    gcm: InAppTemplateContent | None = None
+    apns: InAppTemplateContent | None = None
+    web: InAppTemplateContent | None = None
+
+
+class CreateInAppContent(Strict):
+    personalizationDefaults: Personalization = Field(default_factory=dict)
+    personalizationFormulas: Formulas = Field(default_factory=dict)
+    payload: InAppPayload
+    # Pigeonhole extensions (optional): operator name, subscription category, tags, TTL.
+    name: str | None = Field(default=None, max_length=200)
+    category: str | None = Field(default=None, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
+
+
+class CreateInboxMessage(Strict):
+    """An App Inbox message (app-inbox-cdp.txt): ``name`` is seen by operators only."""
+
+    name: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=500)
+    text: str = Field(min_length=1, max_length=5000)
+    url: str | None = Field(default=None, max_length=2000)
+    openInNewTab: bool = False
+    # An uploaded image's URL (POST /media), any http(s) URL, or a merge tag.
+    image: str | None = Field(default=None, max_length=2000)
+    logo: str | None = Field(default=None, max_length=2000)
+    category: str | None = Field(default=None, max_length=100)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
+    personalizationDefaults: Personalization = Field(default_factory=dict)
+    personalizationFormulas: Formulas = Field(default_factory=dict)

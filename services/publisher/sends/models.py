@@ -1,0 +1,41 @@
+"""Request bodies of direct sends (``/channels/push/sends``, seed payloads) and their content."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from services.publisher import limits
+from services.publisher.fields import (
+    AppKey,
+    ContactId,
+    Personalization,
+    Strict,
+)
+
+
+class InAppMessage(Strict):
+    inAppContentId: str = Field(min_length=1, max_length=64)
+    maxViews: int | None = Field(default=None, ge=1, le=1000)
+    expirationDate: AwareDatetime | None = None
+
+
+class InboxMessage(Strict):
+    inboxContentId: str = Field(min_length=1, max_length=64)
+    expirationDate: AwareDatetime | None = None
+
+
+class SendContent(Strict):
+    inAppMessage: InAppMessage | None = None
+    inboxMessage: InboxMessage | None = None
+
+
+class SendContact(Strict):
+    contactId: ContactId
+    personalization: Personalization = Field(default_factory=dict)
+
+
+class CreateSend(Strict):
+    channelQualifiers: list[AppKey] = Field(min_length=1, max_length=50)
+    content: SendContent
+    personalizationDefaults: Personalization = Field(default_factory=dict)
+    contacts: list[SendContact] = Field(min_length=1, max_length=limits.MAX_RECIPIENTS)
