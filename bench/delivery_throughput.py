@@ -9,7 +9,7 @@ Needs the stack (`make up`). Setup writes N contacts straight into PostgreSQL wi
 1,000 recipients; the app, contents and tag cap go through the publisher API. The app's
 frequencyLimits and the tag cap are generous enough never to cap anyone.
 
-Each run produces a fresh job's BatchScheduled events straight onto pigeonhole.sends (as
+Each run produces a fresh job's SendBatch events straight onto pigeonhole.sends (as
 the scheduler would: partition = bucket % partitions, key = bucket; serialized before the
 clock starts) as fast as the producer goes, and times first produce -> all N entries in
 inbox_entries (count polled every 0.2 s). The modes alternate, off, on, off, on, ...:
@@ -61,7 +61,7 @@ from bench.common import (
     wait_for_delivery,
 )
 from services.delivery.caps import cap_key
-from shared.events import BatchScheduled, Recipient, SendOptions
+from shared.events import Recipient, SendBatch, SendOptions
 from shared.redis_keys import inbox_version
 from shared.settings import DeliverySettings
 from shared.topics import BUCKETS, SENDS, bucket_of, partition_of
@@ -151,13 +151,13 @@ def batches_of(
     per_batch: int,
     caps: bool,
 ) -> list[tuple[int, bytes, bytes]]:
-    """(partition, key, value) of each BatchScheduled, serialized ahead of the clock."""
+    """(partition, key, value) of each SendBatch, serialized ahead of the clock."""
     launched, options = datetime.now(UTC), SendOptions(using_app_frequency=caps)
     out: list[tuple[int, bytes, bytes]] = []
     for bucket in sorted(by_bucket):
         members = by_bucket[bucket]
         for start in range(0, len(members), per_batch):
-            event = BatchScheduled(
+            event = SendBatch(
                 job_id=job_id,
                 batch_seq=len(out),
                 bucket=bucket,

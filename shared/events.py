@@ -52,7 +52,9 @@ class SendOptions(BaseModel):
     is_test: bool = False
 
 
-class BatchScheduled(Event):
+# Named as the contract names it, not in the past tense like the other events: it is the
+# unit of work delivery consumes. The class name is not on the wire.
+class SendBatch(Event):
     """One batch of a send job: scheduler -> delivery on pigeonhole.sends.
 
     ``batch_seq`` numbers batches within the job; (job_id, batch_seq) is stable across a

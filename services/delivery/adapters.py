@@ -1,4 +1,4 @@
-"""PostgreSQL, Redis and Kafka behind the delivery handler's small protocols."""
+"""PostgreSQL, Redis and Kafka behind the deliverer's small protocols."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from services.delivery import failures_repository, repository
 from services.delivery.repository import ContactState, Content, NewEntry
-from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail, RecipientOutcome
+from shared.events import BatchDelivered, OutcomeDetail, RecipientOutcome, SendBatch
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
@@ -82,7 +82,7 @@ class PgDeliveryStore:
         return await repository.load_contacts(self.pool, contact_ids)
 
     async def file_entries(
-        self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
+        self, batch: SendBatch, content: Content, entries: list[NewEntry]
     ) -> set[str]:
         filed = await repository.insert_entries(
             self.pool,

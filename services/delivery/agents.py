@@ -62,7 +62,7 @@ async def _handle(runtime: DeliveryRuntime, message: Any) -> None:
             await runtime.handle(message.key, message.value, message.partition, message.offset)
             return
         except Exception:
-            log.exception("delivery handler raised, trying the event again")
+            log.exception("the deliverer raised, trying the event again")
             await asyncio.sleep(5)
 
 

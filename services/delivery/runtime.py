@@ -36,9 +36,9 @@ from aiokafka import AIOKafkaProducer
 from services.delivery import metrics
 from services.delivery.adapters import KafkaOutcomes, PgDeliveryStore, RedisInboxSignal
 from services.delivery.caps import FrequencyCaps
-from services.delivery.handlers import BatchDeliverer
+from services.delivery.deliverer import BatchDeliverer
 from shared.db import create_pool
-from shared.events import BatchDelivered, BatchScheduled
+from shared.events import BatchDelivered, SendBatch
 from shared.failures import dependency_down
 from shared.kafka import durable_producer, send_dead_letter
 from shared.settings import DeliverySettings
@@ -51,7 +51,7 @@ NON_TRANSIENT_ATTEMPTS = 3
 # with this much of it (and says so) rather than blocking the partition.
 DEAD_LETTER_VALUE_FALLBACK_BYTES = 64 * 1024
 
-Deliver = Callable[[BatchScheduled], Awaitable[BatchDelivered]]
+Deliver = Callable[[SendBatch], Awaitable[BatchDelivered]]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -122,7 +122,7 @@ class DeliveryRuntime:
         """Deliver the event or dead-letter it; return only once one of them is done."""
         where: dict[str, Any] = {"partition": partition, "offset": offset}
         try:
-            batch = BatchScheduled.model_validate_json(value or b"")
+            batch = SendBatch.model_validate_json(value or b"")
         except Exception as exc:  # whatever cannot be decoded is bad input
             await self._park(key, value, where, f"invalid SendBatch: {exc}")
             return
@@ -130,7 +130,7 @@ class DeliveryRuntime:
         if error is not None:
             await self._park(key, value, where, error)
 
-    async def _deliver(self, batch: BatchScheduled, where: dict[str, Any]) -> str | None:
+    async def _deliver(self, batch: SendBatch, where: dict[str, Any]) -> str | None:
         """Deliver with retries; None once delivered, else the error to dead-letter with."""
         failures, waits = 0, 0
         while True:

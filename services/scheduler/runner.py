@@ -17,7 +17,7 @@ from services.scheduler import metrics, repository
 from services.scheduler.lease import Lease, LeaseLost
 from services.scheduler.planning import PlannedBatch, plan_batches
 from services.scheduler.repository import ClaimedJob
-from shared.events import BatchScheduled, SendOptions
+from shared.events import SendBatch, SendOptions
 from shared.failures import dependency_down
 from shared.topics import MAX_EVENT_BYTES, SENDS, partition_of
 
@@ -102,7 +102,7 @@ class JobRunner:
         """Produce one batch and wait for Kafka's acknowledgement. A batch Kafka can never
         take (too large, say) fails the job with the error, instead of leaving it to be
         re-claimed first forever; an outage raises, and the job resumes from its checkpoint."""
-        event = BatchScheduled(
+        event = SendBatch(
             event_id=f"job-{job.id}-batch-{seq}",
             job_id=job.id,
             batch_seq=seq,

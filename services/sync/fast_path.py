@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.sync import metrics
 from services.sync.auth import Unauthorized, verify
-from services.sync.handlers import current_version
+from services.sync.phone_home import current_version
 from shared.http_errors import EXPECTED
 
 PLATFORMS = frozenset({"gcm", "apns", "web"})

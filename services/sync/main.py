@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from services.sync import api
+from services.sync import routes
 from services.sync.auth import AppCache
 from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import NothingNewFastPath
@@ -48,7 +48,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     )
 
     install_error_handlers(app)
-    app.include_router(api.router)
+    app.include_router(routes.router)
     app.add_middleware(NothingNewFastPath)  # inside CORS, so its answers carry CORS headers
     app.add_middleware(  # before the fast path, which then sees only sane bodies
         InputGuard, max_body_bytes=settings.max_body_bytes, render=render_refusal

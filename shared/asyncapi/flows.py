@@ -38,12 +38,12 @@ _SEND_BODY = {
 FLOWS: tuple[Flow, ...] = (
     Flow(
         topics.SENDS,
-        events.BatchScheduled,
+        events.SendBatch,
         "the recipients' partition bucket (`bucket`, decimal); the record goes to partition "
         "bucket % partitions, so one contact's messages stay in order",
         ("scheduler",),
         ("delivery",),
-        events.BatchScheduled(
+        events.SendBatch(
             event_id="9f1c3e7a",
             occurred_at=_AT,
             job_id=42,

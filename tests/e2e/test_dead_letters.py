@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared.events import BatchScheduled, Recipient, SendOptions
+from shared.events import Recipient, SendBatch, SendOptions
 from shared.settings import CommonSettings
 from shared.topics import DLQ, SENDS
 from tests.kafka_tap import dead_letters, from_the_end
@@ -27,7 +27,7 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
         "id"
     ]
     job_id = -int(time.time() * 1000)  # a job id no real send job uses
-    good = BatchScheduled(
+    good = SendBatch(
         job_id=job_id,
         batch_seq=0,
         bucket=0,

@@ -26,7 +26,7 @@ from aiokafka.structs import ConsumerRecord
 from services.delivery.caps import cap_key
 from services.delivery.repository import evict_oldest
 from services.scheduler.purge import purge_expired
-from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
+from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.redis_keys import CAPS_REBUILT
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
@@ -62,7 +62,7 @@ async def outcomes(settings: CommonSettings) -> AsyncIterator[Outcomes]:
         yield tap
 
 
-async def produce(settings: CommonSettings, batch: BatchScheduled) -> None:
+async def produce(settings: CommonSettings, batch: SendBatch) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -78,8 +78,8 @@ async def produce(settings: CommonSettings, batch: BatchScheduled) -> None:
 
 def one_batch(
     job_id: int, content_id: str, kind: str, app_key: str, who: str, capped: bool = False
-) -> BatchScheduled:
-    return BatchScheduled(
+) -> SendBatch:
+    return SendBatch(
         job_id=job_id,
         batch_seq=0,
         bucket=bucket_of(who),

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.delivery.caps import cap_key
-from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
+from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
 from tests.seed_payloads import BOTTOM_BANNER
@@ -167,7 +167,7 @@ async def test_a_batch_consumed_twice_leaves_one_entry_and_one_cap_count(
     content_id = await publish(api)
     [who] = await new_contacts(api, "twice")
     job_id = -int(time.time() * 1000)
-    batch = BatchScheduled(
+    batch = SendBatch(
         job_id=job_id,
         batch_seq=0,
         bucket=bucket_of(who),

@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
+from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
@@ -91,18 +91,18 @@ async def import_contacts(api: httpx.AsyncClient, run: str, ids: list[str]) -> N
     assert response.json()["data"] == {"imported": len(ids)}
 
 
-def plan(job_id: int, content_id: str, app_key: str, ids: list[str]) -> list[BatchScheduled]:
+def plan(job_id: int, content_id: str, app_key: str, ids: list[str]) -> list[SendBatch]:
     """What the scheduler would produce: batches of at most PER_BATCH, one bucket each."""
     by_bucket: dict[int, list[str]] = defaultdict(list)
     for contact_id in ids:
         by_bucket[bucket_of(contact_id)].append(contact_id)
     launched = datetime.now(UTC)
-    batches: list[BatchScheduled] = []
+    batches: list[SendBatch] = []
     for bucket in sorted(by_bucket):
         members = sorted(by_bucket[bucket])
         for start in range(0, len(members), PER_BATCH):
             batches.append(
-                BatchScheduled(
+                SendBatch(
                     job_id=job_id,
                     batch_seq=len(batches),
                     bucket=bucket,
@@ -119,7 +119,7 @@ def plan(job_id: int, content_id: str, app_key: str, ids: list[str]) -> list[Bat
     return batches
 
 
-async def produce(bootstrap: str, batches: list[BatchScheduled]) -> None:
+async def produce(bootstrap: str, batches: list[SendBatch]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:

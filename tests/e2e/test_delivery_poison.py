@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
+from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, DLQ, SENDS
 from tests.e2e.conftest import Operator
@@ -129,8 +129,8 @@ async def test_a_hostile_attribute_skips_only_its_contact_and_the_flow_goes_on(
     assert (await outcomes.of(next_job, 1, within=15))[later].outcome == "delivered"
 
 
-def _batch(job_id: int, content_id: str, app_key: str, contact_ids: list[str]) -> BatchScheduled:
-    return BatchScheduled(
+def _batch(job_id: int, content_id: str, app_key: str, contact_ids: list[str]) -> SendBatch:
+    return SendBatch(
         job_id=job_id,
         batch_seq=0,
         bucket=0,
@@ -143,7 +143,7 @@ def _batch(job_id: int, content_id: str, app_key: str, contact_ids: list[str]) -
     )
 
 
-def _poison(good: BatchScheduled) -> dict[str, bytes]:
+def _poison(good: SendBatch) -> dict[str, bytes]:
     """Every malformed kind of SendBatch, by name."""
     valid = good.model_dump(mode="json")
 

@@ -30,7 +30,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.structs import ConsumerRecord
 
-from shared.events import BatchScheduled
+from shared.events import SendBatch
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from shared.topics import SENDS
@@ -264,15 +264,15 @@ async def clean_up(pool: asyncpg.Pool, redis: aioredis.Redis, run: str, job_id: 
 
 
 class SendsTap(TopicTap):
-    """Every BatchScheduled produced on pigeonhole.sends from now on, per job."""
+    """Every SendBatch produced on pigeonhole.sends from now on, per job."""
 
     def __init__(self, settings: CommonSettings) -> None:
         super().__init__(settings.kafka_bootstrap, SENDS, max_records=2000)
-        self.batches: dict[int, list[BatchScheduled]] = defaultdict(list)
+        self.batches: dict[int, list[SendBatch]] = defaultdict(list)
 
     def on_message(self, message: ConsumerRecord[bytes, bytes]) -> None:
         assert message.value is not None
-        event = BatchScheduled.model_validate_json(message.value)
+        event = SendBatch.model_validate_json(message.value)
         self.batches[event.job_id].append(event)
 
     def recipients(self, job_id: int) -> Counter[str]:
@@ -311,7 +311,7 @@ async def test_a_scheduler_killed_mid_job_and_replaced_files_every_recipient_onc
 
             # kill -9 the holder as soon as a fifth of the audience has gone out
             deadline = time.monotonic() + 60
-            while (data := await campaign(api, job_id))["recipientsSent"] < count // 5:
+            while (data := await campaign(api, job_id))["recipientsProduced"] < count // 5:
                 assert data["status"] in ("scheduled", "running"), data
                 assert time.monotonic() < deadline, f"no progress in 60s: {data}"
                 await asyncio.sleep(0.02)
@@ -332,7 +332,7 @@ async def test_a_scheduler_killed_mid_job_and_replaced_files_every_recipient_onc
             await wait_filed(pool, job_id, count, within=180)
 
         assert done["recipientsTotal"] == count
-        assert done["recipientsSent"] == count
+        assert done["recipientsProduced"] == count
         await assert_each_contact_filed_once(pool, job_id, run, count)
         assert second.process.poll() is None
 
@@ -409,7 +409,7 @@ async def test_two_live_schedulers_never_run_one_job_at_once(
         assert max(recipients.values()) == 1, "a recipient was sent twice"
 
         done = await campaign(api, job_id)
-        assert (done["recipientsTotal"], done["recipientsSent"]) == (count, count)
+        assert (done["recipientsTotal"], done["recipientsProduced"]) == (count, count)
         assert done["batchesSent"] == len(batches)
         await assert_each_contact_filed_once(pool, job_id, run, count)
     finally:

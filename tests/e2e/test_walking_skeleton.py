@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.events import BatchScheduled
+from shared.events import SendBatch
 from shared.settings import CommonSettings
 from shared.topics import SENDS
 from tests.conftest import device_token
@@ -25,13 +25,13 @@ async def _end_offsets(consumer: AIOKafkaConsumer) -> dict[TopicPartition, int]:
     return offsets
 
 
-async def _batch_for_job(consumer: AIOKafkaConsumer, job_id: int, within: float) -> BatchScheduled:
+async def _batch_for_job(consumer: AIOKafkaConsumer, job_id: int, within: float) -> SendBatch:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         records = await consumer.getmany(timeout_ms=500)
         for messages in records.values():
             for message in messages:
-                event = BatchScheduled.model_validate_json(message.value)
+                event = SendBatch.model_validate_json(message.value)
                 if event.job_id == job_id:
                     return event
     raise AssertionError(f"no SendBatch for job {job_id} on {SENDS.name} within {within}s")
@@ -103,4 +103,4 @@ async def test_seed_send_reaches_the_device_personalized(
     }
 
     job = (await api.get(f"/channels/push/sendjobs/{job_id}")).json()["data"]
-    assert (job["status"], job["recipientsSent"], job["batchesSent"]) == ("completed", 1, 1)
+    assert (job["status"], job["recipientsProduced"], job["batchesSent"]) == ("completed", 1, 1)

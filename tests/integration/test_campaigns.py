@@ -17,7 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from shared.events import BatchScheduled
+from shared.events import SendBatch
 from shared.settings import CommonSettings
 from shared.topics import SENDS, bucket_of
 from tests.seed_payloads import BOTTOM_BANNER
@@ -126,14 +126,14 @@ async def sends_topic(settings: CommonSettings) -> AsyncIterator[AIOKafkaConsume
 
 async def batches_of(
     consumer: AIOKafkaConsumer, job_id: int, recipients: int, within: float = 60
-) -> list[tuple[int, BatchScheduled]]:
+) -> list[tuple[int, SendBatch]]:
     """(Kafka timestamp ms, batch) for the job, until ``recipients`` were seen."""
-    found: list[tuple[int, BatchScheduled]] = []
+    found: list[tuple[int, SendBatch]] = []
     deadline = time.monotonic() + within
     while sum(len(b.recipients) for _, b in found) < recipients and time.monotonic() < deadline:
         for messages in (await consumer.getmany(timeout_ms=300)).values():
             for message in messages:
-                event = BatchScheduled.model_validate_json(message.value)
+                event = SendBatch.model_validate_json(message.value)
                 if event.job_id == job_id:
                     found.append((message.timestamp, event))
     return sorted(found, key=lambda item: item[1].batch_seq)
@@ -153,7 +153,8 @@ async def test_audience_is_union_of_includes_minus_union_of_excludes(
     )
     expected = sorted(set(a) | set(b[3:]))
     done = await wait_for(api, cid, "completed")
-    assert done["recipientsTotal"] == done["recipientsSent"] == len(expected)
+    assert done["recipientsTotal"] == done["recipientsProduced"] == len(expected)
+    assert done["recipientsSent"] == done["recipientsProduced"]  # the deprecated alias
     assert await filed(pool, cid, len(expected)) == expected
 
 
@@ -232,7 +233,7 @@ async def test_pause_stops_batches_and_resume_delivers_everyone_once(
     resumed = await api.post(f"/campaigns/{cid}/resume")
     assert resumed.status_code == 200
     done = await wait_for(api, cid, "completed")
-    assert done["recipientsSent"] == 12
+    assert done["recipientsProduced"] == 12
     assert await filed(pool, cid, 12) == sorted(ids)
 
 

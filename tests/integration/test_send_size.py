@@ -74,7 +74,7 @@ async def test_a_send_larger_than_a_kafka_message_goes_out_in_batches_that_fit(
     job_id = await insert_direct_job(pool, await content(api), app["appKey"], recipients)
     job = await job_when(api, job_id, {"completed", "failed"})
     assert job["status"] == "completed", job
-    assert job["recipientsSent"] == 700
+    assert job["recipientsProduced"] == 700
     assert job["batchesSent"] >= 2
     assert MAX_MESSAGE_BYTES < 700 * 2000  # more than one Kafka message in all
 

@@ -16,10 +16,10 @@ import redis.exceptions
 from aiokafka import errors as kafka_errors
 
 from services.delivery.runtime import DEAD_LETTER_VALUE_FALLBACK_BYTES, DeliveryRuntime
-from shared.events import BatchDelivered, BatchScheduled, Recipient, SendOptions
+from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.failures import dependency_down
 
-BATCH = BatchScheduled(
+BATCH = SendBatch(
     job_id=7,
     batch_seq=0,
     bucket=0,

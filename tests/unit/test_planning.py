@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.scheduler.planning import AudienceRow, plan_batches, recipient_bytes
-from shared.events import BatchScheduled, SendOptions
+from shared.events import SendBatch, SendOptions
 from shared.topics import BATCH_ENVELOPE_BYTES, MAX_EVENT_BYTES
 
 
@@ -91,7 +91,7 @@ def test_every_planned_send_batch_fits_one_kafka_message() -> None:
     batches = plan_batches(big_rows(1000, 4096), 1000)
     assert len(batches) >= 5
     for seq, batch in enumerate(batches):
-        event = BatchScheduled(
+        event = SendBatch(
             event_id=f"job-{2**62}-batch-{seq}", job_id=2**62, batch_seq=seq,
             bucket=batch.bucket, content_id="MqU8NG7y", content_kind="inapp",
             app_keys=["k" * 16] * 50, options=options, launched_at=datetime.now(UTC),

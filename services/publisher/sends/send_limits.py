@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from services.publisher.errors import ApiError
-from shared.events import BatchScheduled, ContentKind, Recipient, SendOptions
+from shared.events import ContentKind, Recipient, SendBatch, SendOptions
 from shared.topics import BATCH_ENVELOPE_BYTES, BUCKETS, MAX_EVENT_BYTES
 
 _LARGEST_JOB = 2**63 - 1  # a bigint
@@ -32,7 +32,7 @@ def envelope_bytes(
     content_id: str, content_kind: str, app_keys: list[str], options: dict[str, Any]
 ) -> int:
     """What every batch of the send costs before its recipients (ids at their longest)."""
-    skeleton = BatchScheduled(
+    skeleton = SendBatch(
         event_id=f"job-{_LARGEST_JOB}-batch-{_LARGEST_SEQ}", job_id=_LARGEST_JOB,
         batch_seq=_LARGEST_SEQ, bucket=BUCKETS - 1, content_id=content_id,
         content_kind=cast(ContentKind, content_kind), app_keys=app_keys,

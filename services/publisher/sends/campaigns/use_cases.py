@@ -137,6 +137,9 @@ def job_view(row: asyncpg.Record) -> dict[str, Any]:
         },
         "scheduledAt": iso("scheduled_at"), "launchedAt": iso("launched_at"),
         "completedAt": iso("completed_at"), "cancelledAt": iso("cancelled_at"),
-        "recipientsTotal": row["recipients_total"], "recipientsSent": row["recipients_sent"],
+        "recipientsTotal": row["recipients_total"],
+        # recipients produced to pigeonhole.sends (delivered or skipped later: see /stats)
+        "recipientsProduced": row["recipients_sent"],
+        "recipientsSent": row["recipients_sent"],  # deprecated alias for one release (docs/api.md)
         "batchesSent": row["batches_sent"], "error": row["error"],
     }  # fmt: skip

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from services.sync import events, handlers, inbox, metrics
+from services.sync import events, inbox, metrics, phone_home
 from services.sync.auth import Device, authenticate
 from shared.events import MessageEngaged
 from shared.http_limits import BIGINT_MAX
@@ -40,9 +40,9 @@ async def _publish(request: Request, device: Device, applied: list[events.Applie
 
 
 @router.post("/v1/sync")
-async def sync(body: handlers.SyncRequest, request: Request, device: AuthenticatedDevice) -> Any:
+async def sync(body: phone_home.SyncRequest, request: Request, device: AuthenticatedDevice) -> Any:
     """The phone home: pending in-app messages for this platform, or "nothing new"."""
-    answer = await handlers.sync(request.app.state.pool, request.app.state.redis, device, body)
+    answer = await phone_home.sync(request.app.state.pool, request.app.state.redis, device, body)
     # serialized directly: FastAPI's generic encoder is slow for a page of messages
     return Response(orjson.dumps(answer), media_type="application/json")
 

@@ -24,10 +24,10 @@ from services.delivery.caps import Cap, app_caps, tag_caps
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import (
     BatchDelivered,
-    BatchScheduled,
     OutcomeDetail,
     Recipient,
     RecipientOutcome,
+    SendBatch,
     SkipReason,
 )
 from shared.personalization import (
@@ -47,7 +47,7 @@ class DeliveryStore(Protocol):
     async def contacts(self, contact_ids: list[str]) -> dict[str, ContactState]: ...
 
     async def file_entries(
-        self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
+        self, batch: SendBatch, content: Content, entries: list[NewEntry]
     ) -> set[str]: ...
 
     async def app_limits(self, app_keys: list[str]) -> dict[str, dict[str, int]]: ...
@@ -80,7 +80,7 @@ def effective_expiry(
     return min(candidates) if candidates else None
 
 
-def max_views_for(batch: BatchScheduled, content: Content) -> int:
+def max_views_for(batch: SendBatch, content: Content) -> int:
     """Send-level maxViews overrides the content's; default 1."""
     if batch.options.max_views is not None:
         return batch.options.max_views
@@ -101,7 +101,7 @@ class BatchDeliverer:
         self.store, self.caps, self.signal, self.emit = store, caps, signal, emit
         self.clock = clock
 
-    async def deliver(self, batch: BatchScheduled) -> BatchDelivered:
+    async def deliver(self, batch: SendBatch) -> BatchDelivered:
         content = await self.store.content(batch.content_id)
         if content is None:
             result = self._outcomes(
@@ -143,7 +143,7 @@ class BatchDeliverer:
         await self.emit(result)
         return result
 
-    async def _caps(self, batch: BatchScheduled, content: Content) -> list[Cap]:
+    async def _caps(self, batch: SendBatch, content: Content) -> list[Cap]:
         """App limits count only usingAppFrequency sends; tag caps count every send whose
         content carries the tag. Test sends count toward nothing."""
         if batch.options.is_test:
@@ -169,7 +169,7 @@ class BatchDeliverer:
 
     @staticmethod
     def _outcomes(
-        batch: BatchScheduled,
+        batch: SendBatch,
         skipped: dict[str, Any],
         details: Mapping[str, OutcomeDetail] | None = None,
     ) -> BatchDelivered:
@@ -195,7 +195,7 @@ class BatchDeliverer:
 
 
 def _personalize(
-    batch: BatchScheduled,
+    batch: SendBatch,
     content: Content,
     recipients: list[Recipient],
     contacts: dict[str, ContactState],

@@ -11,9 +11,9 @@ import pytest
 
 from services.delivery.adapters import outcomes_message
 from services.delivery.caps import Cap
-from services.delivery.handlers import BatchDeliverer, effective_expiry
+from services.delivery.deliverer import BatchDeliverer, effective_expiry
 from services.delivery.repository import ContactState, Content, NewEntry
-from shared.events import BatchDelivered, BatchScheduled, OutcomeDetail, Recipient, SendOptions
+from shared.events import BatchDelivered, OutcomeDetail, Recipient, SendBatch, SendOptions
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -69,7 +69,7 @@ class FakeStore:
         return {c: self._contacts[c] for c in contact_ids if c in self._contacts}
 
     async def file_entries(
-        self, batch: BatchScheduled, content: Content, entries: list[NewEntry]
+        self, batch: SendBatch, content: Content, entries: list[NewEntry]
     ) -> set[str]:
         filed = set()
         for entry in entries:
@@ -115,8 +115,8 @@ class FakeSignal:
         self.changed += sorted(contact_ids)
 
 
-def batch(*contact_ids: str, **options: Any) -> BatchScheduled:
-    return BatchScheduled(
+def batch(*contact_ids: str, **options: Any) -> SendBatch:
+    return SendBatch(
         job_id=7,
         batch_seq=0,
         bucket=0,
