@@ -42,7 +42,7 @@ def envelope(
 
 
 class ApiError(Exception):
-    """A request the API refuses; raised by handlers, rendered by the envelope handler."""
+    """A request the API refuses; raised by routes and use cases, rendered as the envelope."""
 
     def __init__(
         self,

@@ -39,14 +39,14 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-publisher")
         await app.state.producer.start()
         ingest = Ingest(app.state.pool, app.state.producer)
-        handlers = {
+        per_topic = {
             CONTACTS.name: ingest.contacts,
             SEND_REQUESTS.name: ingest.send_requests,
             DELIVERIES.name: ingest.deliveries,
             ENGAGEMENT.name: ingest.engagement,
         }
         app.state.consumers = {
-            topic: asyncio.create_task(consume(consumer, handlers[topic]), name=topic)
+            topic: asyncio.create_task(consume(consumer, per_topic[topic]), name=topic)
             for topic, consumer in consumers(settings.kafka_bootstrap).items()
         }
         try:

@@ -5,7 +5,7 @@
 - ``pigeonhole.send-requests``: the body of ``POST /channels/push/sends``; the event id
   is the idempotency key, bound to the body: a redelivered request makes no second send
   job, another body under a used event id is dead-lettered naming the job it belongs to.
-- ``pigeonhole.deliveries`` and ``pigeonhole.engagement``: statistics (``stats.py``).
+- ``pigeonhole.deliveries`` and ``pigeonhole.engagement``: statistics (``stats/repository.py``).
 
 Each poll is handled, then its offsets are committed: at-least-once, and harmless to
 replay. No record can stop the ones after it (``record_handling.py``): an outage pauses

@@ -1,5 +1,5 @@
 """Contact-source use cases: check the body (exactly one of a list or a query, a query that
-compiles), write through ``sources_repository``, and describe a source with live counts."""
+compiles), write through ``repository.py``, and describe a source with live counts."""
 
 from __future__ import annotations
 

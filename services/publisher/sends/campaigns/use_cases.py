@@ -8,7 +8,7 @@ import asyncpg
 
 from services.publisher.errors import ApiError, field_error
 from services.publisher.sends import idempotency, send_limits
-from services.publisher.sends.campaigns import repository as jobs_repository
+from services.publisher.sends.campaigns import repository
 from services.publisher.sends.campaigns.models import CreateCampaign, CreateSendJob, TestSend
 from services.publisher.sends.idempotency import IdempotentRequest
 from services.publisher.sends.models import SendContent
@@ -22,7 +22,7 @@ from services.publisher.sends.use_cases import (
 
 async def _check_sources(pool: asyncpg.Pool, ids: list[int], field: str) -> list[int]:
     unique = list(dict.fromkeys(ids))
-    missing = sorted(set(unique) - await jobs_repository.existing_sources(pool, unique))
+    missing = sorted(set(unique) - await repository.existing_sources(pool, unique))
     if missing:
         raise field_error(field, f"unknown contact source(s): {', '.join(map(str, missing))}")
     return unique
@@ -51,7 +51,7 @@ async def create_send_job(
     options = _checked_options(
         message, app_keys, command.personalizationDefaults, using_app_frequency=False
     )
-    job_id = await jobs_repository.create_audience_job(
+    job_id = await repository.create_audience_job(
         pool,
         {
             "kind": "contact_source", "status": "scheduled", "content_id": message.content_id,
@@ -79,7 +79,7 @@ async def create_campaign(
         using_app_frequency=command.usingAppFrequency,
     )  # fmt: skip
     started = command.startNow or command.startAt is not None
-    job_id = await jobs_repository.create_audience_job(
+    job_id = await repository.create_audience_job(
         pool,
         {
             "kind": "campaign", "status": "scheduled" if started else "draft",
@@ -108,14 +108,14 @@ async def test_send(
         using_app_frequency=False, is_test=True,
     )  # fmt: skip
     contact_ids = list(dict.fromkeys(command.contactIds))
-    job_id = await jobs_repository.create_test_job(
+    job_id = await repository.create_test_job(
         pool, message.content_id, app_keys, options, contact_ids, **_request(request)
     )
     return job_id if job_id is not None else await idempotency.job_of_taken_key(pool, request)
 
 
 async def control(pool: asyncpg.Pool, job_id: int, action: str, **kwargs: Any) -> asyncpg.Record:
-    row, status = await jobs_repository.transition(pool, job_id, action, **kwargs)
+    row, status = await repository.transition(pool, job_id, action, **kwargs)
     if row is not None:
         return row
     if status is None:
