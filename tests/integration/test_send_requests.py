@@ -8,6 +8,7 @@ import uuid
 
 import asyncpg
 import httpx
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.events import SendRequested
@@ -74,3 +75,24 @@ async def test_send_requests_from_kafka_make_one_job_each_and_bad_ones_are_dead_
         await asyncio.sleep(0.3)
     assert len(rows) == 1
     assert rows[0]["options"]["using_app_frequency"] is True
+
+
+async def test_a_send_request_without_event_id_is_keyed_by_its_place_on_the_topic(
+    api: httpx.AsyncClient, app: dict[str, str], pool: asyncpg.Pool, settings: CommonSettings
+) -> None:
+    """A record re-read after a restart (before its offset was committed) must not make a
+    second job: without an event_id of its own, its topic, partition and offset are its key."""
+    content = await api.post("/channels/push/inappcontent", json=BOTTOM_BANNER)
+    body = orjson.dumps({"send": seed_send(content.json()["data"]["id"], app["appKey"])})
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(SEND_REQUESTS.name, body, key=b"no-event-id")
+    finally:
+        await producer.stop()
+    key = f"kafka:record:{SEND_REQUESTS.name}:{sent.partition}:{sent.offset}"
+    deadline = time.monotonic() + 30
+    while not (jobs := await pool.fetch("SELECT id FROM send_jobs WHERE request_id = $1", key)):
+        assert time.monotonic() < deadline, f"no send job with request id {key}"
+        await asyncio.sleep(0.3)
+    assert len(jobs) == 1

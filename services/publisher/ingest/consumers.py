@@ -87,9 +87,16 @@ class Ingest:
             command = CreateSend.model_validate(event.send)
         except ValidationError as exc:
             raise Refused(f"invalid send in SendRequested: {exc}") from exc
+        # Without an event_id of its own, the record's place on the topic is its identity:
+        # re-reading the same record (a restart before the commit) makes no second job.
+        key = (
+            event.event_id
+            if "event_id" in event.model_fields_set
+            else f"record:{record.topic}:{record.partition}:{record.offset}"
+        )
         job_id = await sends.create_send(
             self.pool, command, using_app_frequency=event.using_app_frequency,
-            request=idempotency.kafka_request(event.event_id, command, event.using_app_frequency),
+            request=idempotency.kafka_request(key, command, event.using_app_frequency),
         )  # fmt: skip
         log.info("send request accepted", extra={"job_id": job_id, "event_id": event.event_id})
 
