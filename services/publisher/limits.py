@@ -21,6 +21,9 @@ MAX_KEY_CHARS = 100
 MAX_VALUE_BYTES = 2048  # one personalization value, as JSON
 MAX_FORMULA_CHARS = 2000
 MAX_ATTRIBUTES_BYTES = 64 * 1024  # a contact's attribute document, as JSON
+# the merged document as stored (migration 0012's CHECK contacts_attributes_size)
+MAX_STORED_ATTRIBUTES_BYTES = 128 * 1024
+STORED_ATTRIBUTES_CONSTRAINT = "contacts_attributes_size"
 MAX_ATTRIBUTES_DEPTH = 8
 
 

@@ -127,3 +127,26 @@ async def test_contacts_from_kafka_appear_and_a_malformed_event_is_dead_lettered
     assert row is not None
     assert row["attributes"] == {"city": "Oslo", "tier": 2}
     assert row["subscriptions"] == {"news": True}
+
+
+async def test_merges_cannot_grow_a_contact_past_its_attribute_bound(
+    api: httpx.AsyncClient,
+) -> None:
+    """Each call is within its own 64 KiB, but merged documents are bounded too (128 KiB as
+    stored): the call that would cross it is refused, naming the field, and changes nothing."""
+    contact = f"big-{uuid.uuid4().hex[:8]}"
+    chunk = "x" * 60_000
+    for key in ("a", "b"):
+        response = await api.put(f"/contacts/{contact}", json={"attributes": {key: chunk}})
+        assert response.status_code in (200, 201), response.text
+    third = await api.put(f"/contacts/{contact}", json={"attributes": {"c": chunk}})
+    assert third.status_code == 413, third.text
+    assert "128 KiB" in third.json()["meta"]["fieldErrors"]["attributes"][0]
+    line = orjson.dumps({"contactId": contact, "attributes": {"d": chunk}})
+    imported = await api.post(
+        "/contacts/batch", content=line, headers={"content-type": "application/x-ndjson"}
+    )
+    assert imported.status_code == 413, imported.text
+    assert "lines 1..1.attributes" in imported.json()["meta"]["fieldErrors"]
+    stored = (await api.get(f"/contacts/{contact}")).json()["data"]["attributes"]
+    assert sorted(stored) == ["a", "b"]

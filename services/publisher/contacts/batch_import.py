@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from services.publisher.contacts import repository
 from services.publisher.contacts.models import ContactLine
+from services.publisher.contacts.use_cases import too_large
 from services.publisher.errors import ApiError
 
 CHUNK = 2000
@@ -45,7 +46,7 @@ def _bad_line(number: int, exc: ValidationError) -> ApiError:
 
 async def import_contacts(pool: asyncpg.Pool, stream: AsyncIterator[bytes]) -> int:
     """Upsert every contact of the body; return how many lines were imported."""
-    imported = 0
+    imported, first, number = 0, 1, 0
     async with pool.acquire() as conn, conn.transaction():
         chunk: list[repository.ContactChange] = []
         async for number, line in lines(stream):
@@ -55,9 +56,17 @@ async def import_contacts(pool: asyncpg.Pool, stream: AsyncIterator[bytes]) -> i
                 raise _bad_line(number, exc) from exc
             chunk.append((contact.contactId, contact.attributes, contact.subscriptions))
             if len(chunk) >= CHUNK:
-                await repository.upsert_contacts(conn, chunk)
-                imported += len(chunk)
-                chunk = []
-        await repository.upsert_contacts(conn, chunk)
+                await _write(conn, chunk, first, number)
+                imported, first, chunk = imported + len(chunk), number + 1, []
+        await _write(conn, chunk, first, number)
         imported += len(chunk)
     return imported
+
+
+async def _write(
+    conn: repository.Executor, chunk: list[repository.ContactChange], first: int, last: int
+) -> None:
+    try:
+        await repository.upsert_contacts(conn, chunk)
+    except asyncpg.CheckViolationError as exc:
+        raise too_large(exc, f"lines {first}..{last}.attributes") from exc
