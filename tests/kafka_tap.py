@@ -7,11 +7,11 @@ import contextlib
 import time
 from typing import Self
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared.events import DeadLetter
-from shared.topics import DLQ, Topic
+from shared.events import DeadLetter, SendBatch
+from shared.topics import DLQ, SENDS, Topic, partition_of
 
 
 class TopicTap:
@@ -70,3 +70,23 @@ async def dead_letters(
                     found[message.key] = DeadLetter.model_validate_json(message.value)
     assert set(found) == keys, f"not on {DLQ.name} within {within}s: {keys - set(found)}"
     return found
+
+
+async def produce_batches(bootstrap: str, batches: list[SendBatch]) -> None:
+    """Put SendBatch events on pigeonhole.sends as the scheduler does (keyed by bucket, on
+    the bucket's partition), in order, and wait until Kafka acknowledged them all."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                SENDS.name,
+                batch.model_dump_json().encode(),
+                key=str(batch.bucket).encode(),
+                partition=partition_of(batch.bucket, SENDS.partitions),
+            )
+            for batch in batches
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()

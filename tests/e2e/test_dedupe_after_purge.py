@@ -20,7 +20,6 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from services.delivery.caps import cap_key
@@ -29,9 +28,9 @@ from services.scheduler.purge import purge_expired
 from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.redis_keys import CAPS_REBUILT
 from shared.settings import CommonSettings
-from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
+from shared.topics import DELIVERIES, bucket_of
 from tests.e2e.conftest import Operator
-from tests.kafka_tap import TopicTap
+from tests.kafka_tap import TopicTap, produce_batches
 
 pytestmark = pytest.mark.e2e
 
@@ -60,20 +59,6 @@ class Outcomes(TopicTap):
 async def outcomes(settings: CommonSettings) -> AsyncIterator[Outcomes]:
     async with Outcomes(settings) as tap:
         yield tap
-
-
-async def produce(settings: CommonSettings, batch: SendBatch) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            SENDS.name,
-            batch.model_dump_json().encode(),
-            key=str(batch.bucket).encode(),
-            partition=partition_of(batch.bucket, SENDS.partitions),
-        )
-    finally:
-        await producer.stop()
 
 
 def one_batch(
@@ -108,7 +93,7 @@ async def test_a_batch_replayed_after_its_entry_expired_and_the_purge_ran_is_a_d
     who, content_id = await operator.contact("replay"), await operator.inapp()
     job_id = -int(time.time() * 1000)
     batch = one_batch(job_id, content_id, "inapp", operator.app["appKey"], who)
-    await produce(settings, batch)
+    await produce_batches(settings.kafka_bootstrap, [batch])
     assert await outcomes.of(job_id) == [(who, "delivered")]
 
     await pool.execute(
@@ -116,7 +101,8 @@ async def test_a_batch_replayed_after_its_entry_expired_and_the_purge_ran_is_a_d
         job_id,
     )
     await purge_expired(pool, grace_seconds=0, chunk=1000)
-    await produce(settings, batch)  # a consumer group reset, a replay from the topic
+    # a consumer group reset, a replay from the topic
+    await produce_batches(settings.kafka_bootstrap, [batch])
 
     assert await outcomes.of(job_id, count=2) == [(who, "delivered"), (who, "duplicate")]
     assert await entries(pool, job_id) == 1
@@ -131,11 +117,11 @@ async def test_a_batch_replayed_after_its_inbox_entry_was_evicted_is_a_duplicate
     who, content_id = await operator.contact("evicted"), await operator.inbox_message("t")
     job_id = -int(time.time() * 1000)
     batch = one_batch(job_id, content_id, "inbox", operator.app["appKey"], who)
-    await produce(settings, batch)
+    await produce_batches(settings.kafka_bootstrap, [batch])
     assert await outcomes.of(job_id) == [(who, "delivered")]
 
     assert await evict_oldest(pool, [who], 0) == 1  # what 200 newer messages would do
-    await produce(settings, batch)
+    await produce_batches(settings.kafka_bootstrap, [batch])
 
     assert await outcomes.of(job_id, count=2) == [(who, "delivered"), (who, "duplicate")]
     visible = await pool.fetchval(
@@ -156,7 +142,9 @@ async def test_after_redis_lost_the_cap_sets_the_next_send_over_the_cap_is_still
     app_key = response.json()["data"]["appKey"]
     who, content_id = await operator.contact("lost"), await operator.inapp()
     first, second = -int(time.time() * 1000), -int(time.time() * 1000) - 1
-    await produce(settings, one_batch(first, content_id, "inapp", app_key, who, capped=True))
+    await produce_batches(
+        settings.kafka_bootstrap, [one_batch(first, content_id, "inapp", app_key, who, capped=True)]
+    )
     assert await outcomes.of(first) == [(who, "delivered")]
     recorded = await pool.fetchval(
         "SELECT scopes FROM cap_hits WHERE send_job_id = $1 AND contact_id = $2", first, who
@@ -166,7 +154,10 @@ async def test_after_redis_lost_the_cap_sets_the_next_send_over_the_cap_is_still
     # Redis lost its data, as far as this contact is concerned: its set and the marker
     await redis_client.delete(cap_key(who, f"app:{app_key}"), CAPS_REBUILT)
 
-    await produce(settings, one_batch(second, content_id, "inapp", app_key, who, capped=True))
+    await produce_batches(
+        settings.kafka_bootstrap,
+        [one_batch(second, content_id, "inapp", app_key, who, capped=True)],
+    )
     assert await outcomes.of(second) == [(who, "frequency_capped")]
     assert await redis_client.zrange(cap_key(who, f"app:{app_key}"), 0, -1) == [str(first).encode()]
     assert await redis_client.exists(CAPS_REBUILT)

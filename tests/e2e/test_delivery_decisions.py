@@ -15,12 +15,13 @@ import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.delivery.caps import cap_key
 from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.settings import CommonSettings
-from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
+from shared.topics import DELIVERIES, bucket_of
+from tests.kafka_tap import produce_batches
 from tests.seed_payloads import BOTTOM_BANNER
 
 FUTURE = "2099-01-01T00:00:00+00:00"
@@ -178,18 +179,8 @@ async def test_a_batch_consumed_twice_leaves_one_entry_and_one_cap_count(
         options=SendOptions(using_app_frequency=True),
         recipients=[Recipient(contact_id=who)],
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for _ in range(2):  # what a redelivery after a crash looks like to the worker
-            await producer.send_and_wait(
-                SENDS.name,
-                batch.model_dump_json().encode(),
-                key=str(batch.bucket).encode(),
-                partition=partition_of(batch.bucket, SENDS.partitions),
-            )
-    finally:
-        await producer.stop()
+    # twice: what a redelivery after a crash looks like to the worker
+    await produce_batches(settings.kafka_bootstrap, [batch, batch])
     # both deliveries carry one event id; read until the second decision is out
     decisions = await outcomes.of(job_id, recipients=2)
     assert decisions == [(who, "delivered"), (who, "duplicate")]

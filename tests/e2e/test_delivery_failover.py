@@ -29,14 +29,13 @@ import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
-from shared.topics import DELIVERIES, SENDS, bucket_of, partition_of
-from tests.kafka_tap import TopicTap
+from shared.topics import DELIVERIES, bucket_of
+from tests.kafka_tap import TopicTap, produce_batches
 from tests.seed_payloads import BOTTOM_BANNER
 from tests.stack_control import (
     alive,
@@ -117,24 +116,6 @@ def plan(job_id: int, content_id: str, app_key: str, ids: list[str]) -> list[Sen
                 )
             )
     return batches
-
-
-async def produce(bootstrap: str, batches: list[SendBatch]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                SENDS.name,
-                batch.model_dump_json().encode(),
-                key=str(batch.bucket).encode(),
-                partition=partition_of(batch.bucket, SENDS.partitions),
-            )
-            for batch in batches
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def completed_job(pool: asyncpg.Pool, content_id: str, app_key: str) -> int:
@@ -229,7 +210,7 @@ async def test_a_delivery_worker_killed_mid_stream_and_restarted_loses_and_doubl
         victim = _delivery_pid()
 
         async with OutcomeTap(settings, job_id) as tap:
-            await produce(settings.kafka_bootstrap, batches)
+            await produce_batches(settings.kafka_bootstrap, batches)
 
             # SIGKILL the worker while it is filing: between 15 % and 70 % of the send
             deadline = time.monotonic() + 60

@@ -16,6 +16,38 @@ inapp = APIRouter(prefix="/channels/push/inappcontent", tags=["in-app content"])
 inbox = APIRouter(tags=["App Inbox"])
 media_router = APIRouter(tags=["media"])
 Writer = Annotated[Principal, Depends(require("content"))]
+# In-app content and App Inbox messages are both contents, told apart by kind: the two
+# route sets differ only in paths, names and this word for a missing one.
+_NOT_FOUND = {
+    "inapp": "no in-app content with id {!r}",
+    "inbox": "no App Inbox message with id {!r}",
+}
+
+
+async def _one(request: Request, kind: str, content_id: str) -> dict[str, Any]:
+    row = await repository.get_content(request.app.state.pool, content_id)
+    if row is None or row["kind"] != kind:
+        raise ApiError(404, _NOT_FOUND[kind].format(content_id))
+    return envelope(use_cases.content_view(row))
+
+
+async def _page(
+    request: Request, kind: str, limit: int, after: str | None, tag: str | None
+) -> dict[str, Any]:
+    rows = await repository.list_contents(
+        request.app.state.pool, kind, after=after, limit=limit + 1, tag=tag
+    )
+    next_url = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_url = str(request.url.include_query_params(after=rows[-1]["id"]))
+    return envelope([use_cases.content_view(r) for r in rows], next_page_url=next_url)
+
+
+async def _delete(request: Request, kind: str, content_id: str) -> dict[str, Any]:
+    if not await repository.delete_content(request.app.state.pool, kind, content_id):
+        raise ApiError(404, _NOT_FOUND[kind].format(content_id))
+    return envelope({"id": content_id, "deleted": True})
 
 
 @inapp.post("", status_code=201)
@@ -29,10 +61,7 @@ async def publish_inapp_content(
 
 @inapp.get("/{content_id}", name="get_inapp_content")
 async def get_inapp_content(content_id: str, request: Request, _: Writer) -> dict[str, Any]:
-    row = await repository.get_content(request.app.state.pool, content_id)
-    if row is None or row["kind"] != "inapp":
-        raise ApiError(404, f"no in-app content with id {content_id!r}")
-    return envelope(use_cases.content_view(row))
+    return await _one(request, "inapp", content_id)
 
 
 @inapp.get("")
@@ -43,21 +72,12 @@ async def list_inapp_content(
     after: Annotated[str | None, Query(max_length=64)] = None,
     tag: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
-    rows = await repository.list_contents(
-        request.app.state.pool, "inapp", after=after, limit=limit + 1, tag=tag
-    )
-    next_url = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_url = str(request.url.include_query_params(after=rows[-1]["id"]))
-    return envelope([use_cases.content_view(r) for r in rows], next_page_url=next_url)
+    return await _page(request, "inapp", limit, after, tag)
 
 
 @inapp.delete("/{content_id}")
 async def delete_inapp_content(content_id: str, request: Request, _: Writer) -> dict[str, Any]:
-    if not await repository.delete_content(request.app.state.pool, "inapp", content_id):
-        raise ApiError(404, f"no in-app content with id {content_id!r}")
-    return envelope({"id": content_id, "deleted": True})
+    return await _delete(request, "inapp", content_id)
 
 
 @inbox.post("/appinbox/messages", status_code=201)
@@ -71,10 +91,7 @@ async def publish_inbox_message(
 
 @inbox.get("/appinbox/messages/{content_id}", name="get_inbox_message")
 async def get_inbox_message(content_id: str, request: Request, _: Writer) -> dict[str, Any]:
-    row = await repository.get_content(request.app.state.pool, content_id)
-    if row is None or row["kind"] != "inbox":
-        raise ApiError(404, f"no App Inbox message with id {content_id!r}")
-    return envelope(use_cases.content_view(row))
+    return await _one(request, "inbox", content_id)
 
 
 @inbox.get("/appinbox/messages")
@@ -87,21 +104,12 @@ async def list_inbox_messages(
         str | None, Query(max_length=100, description="only messages with this tag")
     ] = None,
 ) -> dict[str, Any]:
-    rows = await repository.list_contents(
-        request.app.state.pool, "inbox", after=after, limit=limit + 1, tag=tag
-    )
-    next_url = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_url = str(request.url.include_query_params(after=rows[-1]["id"]))
-    return envelope([use_cases.content_view(r) for r in rows], next_page_url=next_url)
+    return await _page(request, "inbox", limit, after, tag)
 
 
 @inbox.delete("/appinbox/messages/{content_id}")
 async def delete_inbox_message(content_id: str, request: Request, _: Writer) -> dict[str, Any]:
-    if not await repository.delete_content(request.app.state.pool, "inbox", content_id):
-        raise ApiError(404, f"no App Inbox message with id {content_id!r}")
-    return envelope({"id": content_id, "deleted": True})
+    return await _delete(request, "inbox", content_id)
 
 
 @media_router.post(
