@@ -6,6 +6,7 @@ import time
 from typing import Any, Literal
 
 import asyncpg
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
@@ -67,3 +68,12 @@ async def sync(
     )
     messages = [message_view(r) for r in rows]
     return {"changed": True, "messages": messages, "inboxUnreadCount": unread, **answer}
+
+
+async def sync_body(
+    pool: asyncpg.Pool, redis: Redis, device: Device, platform: Platform, cursor: str | None
+) -> bytes:
+    """The phone home's answer as the JSON body the server sends (what any server path
+    hands out unchanged)."""
+    answer = await sync(pool, redis, device, SyncRequest(platform=platform, cursor=cursor))
+    return orjson.dumps(answer)

@@ -42,9 +42,11 @@ async def _publish(request: Request, device: Device, applied: list[events.Applie
 @router.post("/v1/sync")
 async def sync(body: phone_home.SyncRequest, request: Request, device: AuthenticatedDevice) -> Any:
     """The phone home: pending in-app messages for this platform, or "nothing new"."""
-    answer = await phone_home.sync(request.app.state.pool, request.app.state.redis, device, body)
+    answer = await phone_home.sync_body(
+        request.app.state.pool, request.app.state.redis, device, body.platform, body.cursor
+    )
     # serialized directly: FastAPI's generic encoder is slow for a page of messages
-    return Response(orjson.dumps(answer), media_type="application/json")
+    return Response(answer, media_type="application/json")
 
 
 @router.post("/v1/events")
