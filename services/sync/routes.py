@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
 from services.sync import events, inbox, metrics, phone_home
