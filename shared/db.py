@@ -29,14 +29,26 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 _LOCK_KEY = 0x50494745  # "PIGE": any constant shared by every migrating process
 
 
+_JSONB_VERSION = b"\x01"  # jsonb's binary wire format: a version byte, then the text
+
+
+def _jsonb_decode(data: bytes) -> object:
+    return orjson.loads(memoryview(data)[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name,
-            encoder=lambda v: orjson.dumps(v).decode(),
-            decoder=orjson.loads,
-            schema="pg_catalog",
-        )
+    """JSON and jsonb in PostgreSQL's binary format, encoded and decoded by orjson: no str
+    round trip, and COPY (binary only) can write jsonb columns."""
+    await conn.set_type_codec(
+        "json", encoder=orjson.dumps, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: _JSONB_VERSION + orjson.dumps(v),
+        decoder=_jsonb_decode,
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

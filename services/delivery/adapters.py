@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from services.delivery import failures_repository, repository
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, OutcomeDetail, RecipientOutcome, SendBatch
+from shared.personalization.stored import platform_bits
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
@@ -84,14 +85,16 @@ class PgDeliveryStore:
     async def file_entries(
         self, batch: SendBatch, content: Content, entries: list[NewEntry]
     ) -> set[str]:
-        filed = await repository.insert_entries(
-            self.pool,
+        filing = repository.Filing(
             job_id=batch.job_id,
+            batch_seq=batch.batch_seq,
             content=content,
             app_keys=batch.app_keys,
             is_test=batch.options.is_test,
+            platforms=platform_bits(content.body) if content.kind == "inapp" else None,
             entries=entries,
         )
+        filed = await repository.file_batch(self.pool, filing)
         if content.kind == "inbox":
             await repository.evict_oldest(self.pool, sorted(filed), self.inbox_cap)
         return filed

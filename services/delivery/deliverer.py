@@ -36,6 +36,7 @@ from shared.personalization import (
     compile_tree,
     tag_names,
 )
+from shared.personalization.stored import stored_values
 from shared.personalization.urls import drop_unsafe_urls, urls_depend_on_personalization
 
 log = logging.getLogger(__name__)
@@ -201,8 +202,9 @@ def _personalize(
     contacts: dict[str, ContactState],
     expires_at: datetime | None,
 ) -> tuple[list[NewEntry], dict[str, OutcomeDetail]]:
-    """Each recipient's copy of the content, merge tags filled, unsafe URLs blanked; and
-    the recipients whose copy could not be made, with why."""
+    """Each recipient's entry (the texts of the tags the content uses, or for a content
+    whose URLs are personalized the rendered copy with unsafe URLs blanked); and the
+    recipients whose entry could not be made, with why."""
     try:
         used = tag_names(content.body)  # a formula no tag uses is never evaluated
         formulas = content.personalization_formulas or {}
@@ -211,24 +213,32 @@ def _personalize(
             {name: source for name, source in formulas.items() if name.casefold() in used},
             batch.options.personalization_defaults,
         )
-        render = compile_tree(content.body)  # parsed once per batch, not per recipient
-        check_urls = urls_depend_on_personalization(content.kind, content.body)
+        # A URL a merge tag makes is only known safe once rendered: such contents are
+        # stored rendered and checked. Every other entry keeps only its tags' texts.
+        by_value = not urls_depend_on_personalization(content.kind, content.body)
+        render = None if by_value else compile_tree(content.body)
     except Exception as exc:  # the content itself cannot be personalized: nobody can be
         detail = failure_detail(exc)
         return [], {r.contact_id: detail for r in recipients}
     views = max_views_for(batch, content)
+    names = sorted(used)
     entries, failures = [], {}
     for recipient in recipients:
         try:
             check_storable(recipient.personalization)
             attributes = contacts[recipient.contact_id].attributes
-            payload = render(personalizer.values_for(recipient.personalization, attributes))
-            if check_urls:
-                payload = drop_unsafe_urls(content.kind, payload)
+            values = personalizer.values_for(recipient.personalization, attributes)
+            if render is None:
+                entry = NewEntry(
+                    recipient.contact_id, None, stored_values(names, values), views, expires_at
+                )
+            else:
+                payload = drop_unsafe_urls(content.kind, render(values))
+                entry = NewEntry(recipient.contact_id, payload, None, views, expires_at)
         except Exception as exc:  # one recipient's bad value stops only that recipient
             failures[recipient.contact_id] = failure_detail(exc)
             continue
-        entries.append(NewEntry(recipient.contact_id, payload, views, expires_at))
+        entries.append(entry)
     if failures:
         first = next(iter(failures.values()))
         log.warning(

@@ -29,8 +29,13 @@ class ContactState:
 
 @dataclass(frozen=True)
 class NewEntry:
+    """One recipient's entry: the texts of the merge tags the content uses (``values``,
+    rendered by sync), or, for a content whose URLs depend on personalization, the copy
+    rendered and URL-checked at delivery (``payload``)."""
+
     contact_id: str
-    payload: dict[str, Any]
+    payload: dict[str, Any] | None
+    values: dict[str, str] | None
     max_views: int
     expires_at: datetime | None
 
@@ -53,42 +58,85 @@ async def load_contacts(pool: asyncpg.Pool, contact_ids: list[str]) -> dict[str,
     return {r["contact_id"]: ContactState(r["attributes"], r["subscriptions"]) for r in rows}
 
 
+_COLUMNS = ("send_job_id", "contact_id", "content_id", "kind", "app_keys", "payload",
+            "merge_values", "platforms", "max_views", "expires_at", "is_test")  # fmt: skip
+
+_FIRST_FILING = """
+INSERT INTO filed_batches (send_job_id, batch_seq) VALUES ($1, $2)
+ON CONFLICT DO NOTHING RETURNING true
+"""
+
 _INSERT_ENTRIES = """
 INSERT INTO inbox_entries (send_job_id, contact_id, content_id, kind, app_keys, payload,
-                           max_views, expires_at, is_test)
-SELECT $1, t.contact_id, $2, $3, $4, t.payload, t.max_views, t.expires_at, $5
-  FROM unnest($6::text[], $7::jsonb[], $8::int[], $9::timestamptz[])
-       AS t(contact_id, payload, max_views, expires_at)
+                           merge_values, platforms, max_views, expires_at, is_test)
+SELECT $1, t.contact_id, $2, $3, $4, t.payload, t.merge_values, $5, t.max_views,
+       t.expires_at, $6
+  FROM unnest($7::text[], $8::jsonb[], $9::jsonb[], $10::int[], $11::timestamptz[])
+       AS t(contact_id, payload, merge_values, max_views, expires_at)
 ON CONFLICT (send_job_id, contact_id) DO NOTHING
 RETURNING contact_id
 """
 
 
-async def insert_entries(
-    pool: asyncpg.Pool,
-    *,
-    job_id: int,
-    content: Content,
-    app_keys: list[str],
-    is_test: bool,
-    entries: list[NewEntry],
-) -> set[str]:
-    """File the entries; return the contacts that got a new one (the rest already had it)."""
-    if not entries:
+@dataclass(frozen=True)
+class Filing:
+    """What one batch files: the entries and what they share."""
+
+    job_id: int
+    batch_seq: int
+    content: Content
+    app_keys: list[str]
+    is_test: bool
+    platforms: int | None
+    entries: list[NewEntry]
+
+
+async def file_batch(pool: asyncpg.Pool, filing: Filing) -> set[str]:
+    """File the entries; return the contacts that got a new one (the rest already had it).
+
+    A batch filed for the first time (no ``filed_batches`` row yet) is written with one
+    COPY in the transaction that adds its row. A batch seen before — or one whose COPY
+    meets an entry already there (the same contact in an earlier batch of the job, cut
+    differently) — takes the per-row path, which keeps what is there and reports it."""
+    if not filing.entries:
         return set()
-    rows = await pool.fetch(
-        _INSERT_ENTRIES,
-        job_id,
-        content.id,
-        content.kind,
-        app_keys,
-        is_test,
-        [e.contact_id for e in entries],
-        [e.payload for e in entries],
-        [e.max_views for e in entries],
-        [e.expires_at for e in entries],
-    )
+    async with pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                if await conn.fetchval(_FIRST_FILING, filing.job_id, filing.batch_seq):
+                    await conn.copy_records_to_table(
+                        "inbox_entries", records=_records(filing), columns=_COLUMNS
+                    )
+                    return {e.contact_id for e in filing.entries}
+        except asyncpg.UniqueViolationError:
+            pass  # rolled back, batch row included: file row by row below
+        async with conn.transaction():
+            await conn.execute(_FIRST_FILING, filing.job_id, filing.batch_seq)
+            rows = await conn.fetch(
+                _INSERT_ENTRIES,
+                filing.job_id,
+                filing.content.id,
+                filing.content.kind,
+                filing.app_keys,
+                filing.platforms,
+                filing.is_test,
+                [e.contact_id for e in filing.entries],
+                [e.payload for e in filing.entries],
+                [e.values for e in filing.entries],
+                [e.max_views for e in filing.entries],
+                [e.expires_at for e in filing.entries],
+            )
     return {r["contact_id"] for r in rows}
+
+
+def _records(filing: Filing) -> list[tuple[Any, ...]]:
+    job, content = filing.job_id, filing.content
+    shared = (content.id, content.kind, filing.app_keys)
+    return [
+        (job, e.contact_id, *shared, e.payload, e.values, filing.platforms, e.max_views,
+         e.expires_at, filing.is_test)
+        for e in filing.entries
+    ]  # fmt: skip
 
 
 _INSERT_CAP_HITS = """

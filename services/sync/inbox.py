@@ -6,9 +6,12 @@ naming a message that is not this contact's (or does not exist) is a 404 either 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
+
+from services.sync.contents import CONTENTS
 
 MAX_PAGE = 100
 
@@ -20,14 +23,28 @@ AND deleted_at IS NULL AND evicted_at IS NULL AND (expires_at IS NULL OR expires
 
 async def page(
     pool: asyncpg.Pool, contact_id: str, app_key: str, before: int | None, limit: int
-) -> list[asyncpg.Record]:
-    """Newest first; ``before`` is the id of the last entry of the previous page."""
-    return await pool.fetch(
-        f"""SELECT id, content_id, payload, delivered_at, expires_at, read_at FROM inbox_entries
+) -> list[dict[str, Any]]:
+    """Newest first; ``before`` is the id of the last entry of the previous page. Each
+    row's ``payload`` is the recipient's copy (rendered here for an entry filed by
+    value)."""
+    rows = await pool.fetch(
+        f"""SELECT id, content_id, payload, merge_values, delivered_at, expires_at, read_at
+              FROM inbox_entries
              WHERE {_VISIBLE} AND ($3::bigint IS NULL OR id < $3)
              ORDER BY id DESC LIMIT $4""",
         contact_id, app_key, before, limit,
     )  # fmt: skip
+    contents = await CONTENTS.get_many(
+        pool, {r["content_id"] for r in rows if r["payload"] is None}
+    )
+    copies = []
+    for row in rows:
+        copy = dict(row)
+        if copy["payload"] is None:
+            content = contents.get(row["content_id"])
+            copy["payload"] = content.rendered(row["merge_values"] or {}) if content else {}
+        copies.append(copy)
+    return copies
 
 
 async def unread_count(pool: asyncpg.Pool, contact_id: str, app_key: str) -> int:
@@ -51,7 +68,7 @@ async def mark(
     )  # fmt: skip
 
 
-def entry_view(row: asyncpg.Record) -> dict[str, Any]:
+def entry_view(row: Mapping[str, Any]) -> dict[str, Any]:
     payload = row["payload"]
     return {
         "id": str(row["id"]),

@@ -6,17 +6,20 @@ import asyncpg
 
 PENDING_LIMIT = 100
 
-# One round trip: the unread App Inbox count, and the pending in-app messages with only
-# the requesting platform's template (never the other platforms' payloads). The count
-# row is always there; with nothing pending its message columns are NULL.
+# One round trip: the unread App Inbox count, and the pending in-app messages for the
+# requesting platform. An entry filed by value brings its merge-tag texts (sync renders
+# its content); one stored rendered brings only that platform's template, never the
+# other platforms'. The count row is always there; with nothing pending its message
+# columns are NULL.
 _PHONE_HOME = """
 WITH pending AS (
-    SELECT id, content_id, payload->'payload'->$3 AS template, max_views, views, expires_at
+    SELECT id, content_id, merge_values, max_views, views, expires_at,
+           CASE WHEN payload IS NOT NULL THEN payload->'payload'->$3 END AS template
       FROM inbox_entries
      WHERE contact_id = $1 AND kind = 'inapp' AND $2 = ANY(app_keys)
        AND deleted_at IS NULL AND clicked_at IS NULL AND views < max_views
        AND (expires_at IS NULL OR expires_at > now())
-       AND payload->'payload' ? $3
+       AND CASE WHEN payload IS NULL THEN platforms & $5 <> 0 ELSE payload->'payload' ? $3 END
      ORDER BY id DESC
      LIMIT $4
 ), unread AS (
@@ -30,8 +33,8 @@ SELECT u.unread, p.* FROM unread u LEFT JOIN pending p ON true ORDER BY p.id DES
 
 
 async def phone_home(
-    pool: asyncpg.Pool, contact_id: str, app_key: str, platform: str
+    pool: asyncpg.Pool, contact_id: str, app_key: str, platform: str, platform_bit: int
 ) -> tuple[int, list[asyncpg.Record]]:
     """(unread App Inbox count, pending in-app messages for the platform, newest first)."""
-    rows = await pool.fetch(_PHONE_HOME, contact_id, app_key, platform, PENDING_LIMIT)
+    rows = await pool.fetch(_PHONE_HOME, contact_id, app_key, platform, PENDING_LIMIT, platform_bit)
     return rows[0]["unread"], [r for r in rows if r["id"] is not None]

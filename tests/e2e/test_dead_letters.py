@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from shared.events import Recipient, SendBatch, SendOptions
 from shared.settings import CommonSettings
 from shared.topics import DLQ, SENDS
+from tests.inbox_copy import delivered_copy
 from tests.kafka_tap import dead_letters, from_the_end
 from tests.seed_payloads import BOTTOM_BANNER
 
@@ -63,12 +64,8 @@ async def test_malformed_batch_is_dead_lettered_and_the_next_is_delivered(
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        title = await pool.fetchval(
-            "SELECT payload->'payload'->'gcm'->'content'->>'title' FROM inbox_entries "
-            "WHERE send_job_id = $1 AND contact_id = $2",
-            job_id,
-            contact_id,
-        )
+        copy = await delivered_copy(pool, job_id, contact_id)
+        title = copy["payload"]["gcm"]["content"]["title"] if copy else None
         if title:
             break
         await asyncio.sleep(0.3)

@@ -31,6 +31,7 @@ from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, DLQ, SENDS
 from tests.e2e.conftest import Operator
+from tests.inbox_copy import delivered_copy
 from tests.kafka_tap import TopicTap, dead_letters, from_the_end
 
 
@@ -225,10 +226,6 @@ async def test_poison_batches_are_dead_lettered_and_the_good_batch_behind_them_i
         other: "personalization_failed",
     }
     assert (await outcomes.of(job_id, 1))[contact].outcome == "delivered"
-    title = await pool.fetchval(
-        "SELECT payload->'payload'->'gcm'->'content'->>'title' FROM inbox_entries "
-        "WHERE send_job_id = $1 AND contact_id = $2",
-        job_id,
-        contact,
-    )
+    copy = await delivered_copy(pool, job_id, contact)
+    title = copy["payload"]["gcm"]["content"]["title"] if copy else None
     assert title == "Hello Ada"

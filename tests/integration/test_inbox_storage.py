@@ -10,8 +10,13 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from services.delivery.repository import Content, NewEntry, evict_oldest, insert_entries
-from services.scheduler.purge import REPLAY_WINDOW_SECONDS, purge_delivery_failures, purge_expired
+from services.delivery.repository import Content, Filing, NewEntry, evict_oldest, file_batch
+from services.scheduler.purge import (
+    REPLAY_WINDOW_SECONDS,
+    purge_delivery_failures,
+    purge_expired,
+    purge_filed_batches,
+)
 from shared.topics import SENDS
 
 _batches = itertools.count(1)
@@ -77,20 +82,52 @@ def test_the_replay_window_outlasts_the_sends_topic() -> None:
 CONTENT = Content("c", "inbox", {}, {}, {}, None, [], None)
 
 
+def _filing(job: int, seq: int, *contacts: str) -> Filing:
+    entries = [NewEntry(c, None, {"first_name": c[-4:]}, 1, None) for c in contacts]
+    return Filing(job, seq, CONTENT, ["a"], False, None, entries)
+
+
 async def test_an_evicted_entry_is_still_a_duplicate_when_its_batch_comes_again(
     pool: asyncpg.Pool,
 ) -> None:
     contact, job = f"evict-{uuid.uuid4().hex}", -(10**15) - next(_batches)
-    entry = NewEntry(contact, {}, 1, None)
-
-    async def file() -> set[str]:
-        return await insert_entries(
-            pool, job_id=job, content=CONTENT, app_keys=["a"], is_test=False, entries=[entry]
-        )
-
-    assert await file() == {contact}
+    assert await file_batch(pool, _filing(job, 1, contact)) == {contact}
     assert await evict_oldest(pool, [contact], 0) == 1
-    assert await file() == set()
+    assert await file_batch(pool, _filing(job, 1, contact)) == set()
+
+
+async def test_a_batch_is_filed_once_whichever_path_files_it(pool: asyncpg.Pool) -> None:
+    job = -(10**15) - next(_batches)
+    a, b, c = (f"once-{n}-{uuid.uuid4().hex}" for n in "abc")
+    assert await file_batch(pool, _filing(job, 1, a, b)) == {a, b}  # new batch: COPY
+    assert await file_batch(pool, _filing(job, 1, a, b)) == set()  # seen before: row by row
+    # a new batch of the job naming a contact an earlier batch filed (cut differently
+    # after a resume): the COPY meets that entry and the batch goes row by row instead
+    assert await file_batch(pool, _filing(job, 2, b, c)) == {c}
+    rows = await pool.fetch(
+        "SELECT contact_id, merge_values FROM inbox_entries WHERE send_job_id = $1", job
+    )
+    assert sorted((r["contact_id"], r["merge_values"]) for r in rows) == sorted(
+        (x, {"first_name": x[-4:]}) for x in (a, b, c)
+    )
+    seqs = await pool.fetch("SELECT batch_seq FROM filed_batches WHERE send_job_id = $1", job)
+    assert sorted(r["batch_seq"] for r in seqs) == [1, 2]
+
+
+async def test_filed_batches_are_kept_as_long_as_a_batch_can_be_replayed(
+    pool: asyncpg.Pool,
+) -> None:
+    job = -(10**15) - next(_batches)
+    await file_batch(pool, _filing(job, 1, f"old-{uuid.uuid4().hex}"))
+    await file_batch(pool, _filing(job, 2, f"new-{uuid.uuid4().hex}"))
+    await pool.execute(
+        "UPDATE filed_batches SET filed_at = now() - make_interval(secs => $2) "
+        "WHERE send_job_id = $1 AND batch_seq = 1",
+        job, REPLAY_WINDOW_SECONDS + 60,
+    )  # fmt: skip
+    assert await purge_filed_batches(pool, chunk=2) >= 1
+    left = await pool.fetch("SELECT batch_seq FROM filed_batches WHERE send_job_id = $1", job)
+    assert [r["batch_seq"] for r in left] == [2]
 
 
 async def test_personalization_failures_are_kept_30_days_then_purged(pool: asyncpg.Pool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,6 +15,12 @@ from services.delivery.caps import Cap
 from services.delivery.deliverer import BatchDeliverer, effective_expiry
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, OutcomeDetail, Recipient, SendBatch, SendOptions
+from shared.personalization import compile_tree
+
+
+def rendered_copy(body: dict[str, Any], values: dict[str, str]) -> Any:
+    return compile_tree(body)(values)
+
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -74,7 +81,9 @@ class FakeStore:
         filed = set()
         for entry in entries:
             if (batch.job_id, entry.contact_id) not in self.inbox:
-                self.inbox[(batch.job_id, entry.contact_id)] = entry
+                # kept as a device gets it: an entry filed by value is rendered by sync
+                copy = entry.payload or rendered_copy(content.body, entry.values or {})
+                self.inbox[(batch.job_id, entry.contact_id)] = replace(entry, payload=copy)
                 filed.add(entry.contact_id)
         return filed
 
