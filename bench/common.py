@@ -1,4 +1,12 @@
-"""Shared pieces of the benchmarks: the stack's API and data, processes, results."""
+"""Shared pieces of the benchmarks: the stack's API and data, processes, results.
+
+Completion signal: a run is done when the publisher's statistics (``stats_outcomes``, a
+few rows per send job, fed by the delivery worker's BatchDelivered events, which it emits
+after the batch's entries are committed) hold an outcome for every recipient. Polling it
+costs the same at the first recipient and the millionth, unlike a ``count(*)`` over the
+job's inbox entries, which grows with the rows filed and competes with the filing. The
+exact count of filed entries is taken once, after the clock has stopped.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +41,7 @@ STATE_DIR = Path(os.environ.get("PIGEONHOLE_STATE_DIR", REPO / ".stack"))
 PUBLISHER = "http://127.0.0.1:8080"
 SYNC = "http://127.0.0.1:8081"
 COPY_CHUNK = 50_000
+OUTCOME_POLL_SECONDS = 0.25
 
 
 def log(message: str) -> None:
@@ -150,3 +160,171 @@ async def unlink_matching(redis: aioredis.Redis, pattern: str) -> int:
     if chunk:
         deleted += await redis.unlink(*chunk)
     return deleted
+
+
+async def outcomes_of(conn: asyncpg.Connection, job_id: int) -> dict[str, int]:
+    """The job's recipients by outcome ('delivered' or a skip reason), as statistics hold them."""
+    rows = await conn.fetch(
+        "SELECT outcome, count FROM stats_outcomes WHERE send_job_id = $1", job_id
+    )
+    return {r["outcome"]: r["count"] for r in rows}
+
+
+async def wait_for_outcomes(
+    conn: asyncpg.Connection,
+    job_id: int,
+    n: int,
+    within: float,
+    started: float,
+    each_poll: Callable[[], object] = lambda: None,
+) -> dict[str, int]:
+    """Return once every one of the job's ``n`` recipients has an outcome; exit (non-zero,
+    saying how far it got) if any was skipped or if ``within`` seconds after ``started``
+    (a monotonic time) some have none yet. ``each_poll`` runs before every poll."""
+    while True:
+        each_poll()
+        outcomes = await outcomes_of(conn, job_id)
+        decided = sum(outcomes.values())
+        if decided >= n:
+            if outcomes.get("delivered", 0) != n or decided != n:
+                raise SystemExit(f"job {job_id}: {n:,} recipients, outcomes {outcomes}")
+            return outcomes
+        if time.monotonic() - started > within:
+            raise SystemExit(
+                f"job {job_id}: {decided:,} of {n:,} recipients decided after {within:.0f} s "
+                f"(time limit; outcomes so far {outcomes})"
+            )
+        await asyncio.sleep(OUTCOME_POLL_SECONDS)
+
+
+async def assert_filed_once(conn: asyncpg.Connection, job_id: int, n: int) -> None:
+    """Every recipient of the job has exactly one inbox entry (one count, after the clock)."""
+    row = await conn.fetchrow(
+        """SELECT count(*) AS entries, count(DISTINCT contact_id) AS contacts
+           FROM inbox_entries WHERE send_job_id = $1""",
+        job_id,
+    )
+    assert row is not None
+    if row["entries"] != n or row["contacts"] != n:
+        raise SystemExit(
+            f"job {job_id}: {row['entries']:,} inbox entries for {row['contacts']:,} "
+            f"contacts; expected exactly one for each of {n:,}"
+        )
+
+
+async def wal_position(conn: asyncpg.Connection) -> dict[str, int]:
+    """WAL written so far and checkpoints taken: the difference over a run is its WAL
+    volume and how many checkpoints it forced (``requested``: max_wal_size was reached)."""
+    row = await conn.fetchrow(
+        """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes,
+                  checkpoints_timed AS timed, checkpoints_req AS requested
+           FROM pg_stat_bgwriter"""
+    )
+    assert row is not None
+    return dict(row)
+
+
+def wal_since(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    return {
+        "wal_mb": round((after["wal_bytes"] - before["wal_bytes"]) / 2**20, 1),
+        "checkpoints_requested": after["requested"] - before["requested"],
+        "checkpoints_timed": after["timed"] - before["timed"],
+    }
+
+
+def http_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
+
+
+def delivered_counter(port: int) -> float:
+    """A delivery worker's count of recipients delivered since it started (its /metrics)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith('pigeonhole_delivery_recipients_total{outcome="delivered"'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """The consumer group's state (e.g. 'Stable') and how many members it has."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    _error, _group, state, _kind, _protocol, members = response.groups[0]
+    return str(state), len(members)
+
+
+class ExtraDeliveryWorker:
+    """One more delivery worker in the stack's consumer group, started as
+    deploy/local/services.sh starts the stack's own (``python -m services.delivery``) but
+    with its own web port and data dir, logging to ``.stack/logs/<name>.log``; stopped
+    (SIGTERM, SIGKILL after 20 s) when the block ends, the group then back to the others."""
+
+    def __init__(self, name: str, port: int, within: float = 90.0) -> None:
+        self.name, self.port, self.within = name, port, within
+        self.settings = DeliverySettings()
+        self.process: asyncio.subprocess.Process | None = None
+        self.members_before = 0
+
+    async def __aenter__(self) -> ExtraDeliveryWorker:
+        if http_ready(self.port):
+            raise SystemExit(f"port {self.port} already serves something; pick another")
+        group = (self.settings.kafka_bootstrap, self.settings.consumer_group)
+        _, self.members_before = await group_members(*group)
+        python = REPO / ".venv" / "bin" / "python"
+        env = {**os.environ, "PIGEONHOLE_WEB_PORT": str(self.port),
+               "PIGEONHOLE_DATA_DIR": str(STATE_DIR / self.name)}  # fmt: skip
+        log_path = STATE_DIR / "logs" / f"{self.name}.log"
+        with log_path.open("ab") as output:
+            self.process = await asyncio.create_subprocess_exec(
+                str(python if python.exists() else sys.executable), "-m", "services.delivery",
+                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        log(f"{self.name}: pid {self.process.pid}, web port {self.port}, log {log_path}")
+        deadline = time.monotonic() + self.within
+        while not http_ready(self.port):
+            if self.process.returncode is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace").splitlines()[-20:]
+                await self.__aexit__()
+                raise SystemExit(f"{self.name} did not get ready:\n" + "\n".join(tail))
+            await asyncio.sleep(0.5)
+        if not await self._settled(self.members_before + 1, deadline):
+            await self.__aexit__()
+            raise SystemExit(f"{self.name}: the consumer group did not take it in")
+        return self
+
+    async def _settled(self, members: int, deadline: float) -> bool:
+        """Wait until the group is stable with ``members`` members (partitions reassigned)."""
+        group = (self.settings.kafka_bootstrap, self.settings.consumer_group)
+        while (answer := await group_members(*group)) != ("Stable", members):
+            if time.monotonic() > deadline:
+                log(f"consumer group {group[1]}: {answer}, not stable with {members} members")
+                return False
+            await asyncio.sleep(0.5)
+        log(f"consumer group {group[1]}: stable with {members} members")
+        return True
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            await asyncio.wait_for(self.process.wait(), 20)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        log(f"{self.name}: stopped (exit {self.process.returncode})")
+        self.process = None
+        await self._settled(self.members_before, time.monotonic() + self.within)

@@ -1,8 +1,10 @@
 """Delivery throughput: recipients filed per second by one delivery worker (the stack's)
-with 1,000-recipient batches, with frequency caps off and on, side by side.
+with 1,000-recipient batches, with frequency caps off and on, side by side; then the
+same with one and with two workers in the consumer group (scale-out).
 
     .venv/bin/python bench/delivery_throughput.py                      # N = 200,000, 3 pairs
     .venv/bin/python bench/delivery_throughput.py --n 20000 --repeat 1 # a quick run
+    .venv/bin/python bench/delivery_throughput.py --no-caps            # scale-out only
 
 Needs the stack (`make up`). Setup writes N contacts straight into PostgreSQL with COPY
 (the API import would dominate), chosen so that every batch is exactly one bucket of
@@ -11,8 +13,11 @@ frequencyLimits and the tag cap are generous enough never to cap anyone.
 
 Each run produces a fresh job's SendBatch events straight onto pigeonhole.sends (as
 the scheduler would: partition = bucket % partitions, key = bucket; serialized before the
-clock starts) as fast as the producer goes, and times first produce -> all N entries in
-inbox_entries (count polled every 0.2 s). The modes alternate, off, on, off, on, ...:
+clock starts) as fast as the producer goes, and times first produce -> an outcome for
+each of the N recipients in the statistics (bench/common.py: a completion signal that
+does not grow with the rows filed). Each run then checks, once, that every recipient has
+exactly one inbox entry; a run that misses either, or its time limit, ends the benchmark
+with a non-zero exit. The modes alternate, off, on, off, on, ...:
 
 - caps off: a plain send of untagged content (no cap applies, no Redis cap call);
 - caps on:  options.using_app_frequency with content carrying the capped tag, so each
@@ -23,9 +28,20 @@ Each run's entries are deleted before the next (the table stays the same size). 
 worker's resident memory is sampled at every poll. Afterwards the contacts, entries,
 Redis cap sets and inbox versions, tag cap and contents are deleted.
 
-Last line: ``BENCH delivery n=... batch=1000 recipients_per_s=... caps_on_recipients_per_s=...
+``BENCH delivery n=... batch=1000 recipients_per_s=... caps_on_recipients_per_s=...
 caps_ratio=... rss_peak_mb=...`` (medians; caps_ratio = caps on / caps off); the details
 go to bench/results/delivery.json.
+
+Scale-out (caps off), per repetition: a run with the stack's worker alone, then a second
+worker is started in the same consumer group (bench/common.py ExtraDeliveryWorker: as
+deploy/local/services.sh starts the first, on web port ``--second-port`` with its own
+data dir), the group left to settle, a run with both, and the second worker stopped.
+``BENCH scaleout n=... one_worker_recipients_per_s=... two_workers_recipients_per_s=...
+ratio=... filed_once=true`` (medians; ratio = two / one; filed_once: every recipient of
+every run filed exactly once, no loss, no duplicate); bench/results/scaleout.json has
+each run and the second worker's share of the recipients (from the workers' /metrics).
+Both workers share the machine's cores with PostgreSQL, Redis and Kafka, so the ratio
+says how far a second process helps on this machine, not on one with a core per worker.
 """
 
 from __future__ import annotations
@@ -38,8 +54,10 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +70,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     PUBLISHER,
+    ExtraDeliveryWorker,
     admin_token,
+    assert_filed_once,
+    delivered_counter,
     log,
     median,
     report,
     rss_mb,
     service_pid,
     wait_for_delivery,
+    wait_for_outcomes,
 )
 from services.delivery.caps import cap_key
 from shared.events import Recipient, SendBatch, SendOptions
@@ -67,7 +89,6 @@ from shared.settings import DeliverySettings
 from shared.topics import BUCKETS, SENDS, bucket_of, partition_of
 from tests.seed_payloads import BOTTOM_BANNER
 
-POLL_SECONDS = 0.2
 COPY_CHUNK = 50_000
 KEY_CHUNK = 5_000
 
@@ -119,7 +140,7 @@ async def preset_versions(redis: aioredis.Redis, ids: list[str]) -> None:
 
 @dataclass
 class Run:
-    mode: str  # "off" | "on"
+    mode: str  # caps "off" | "on"; scale-out "one" | "two" workers (caps off)
     job_id: int
     seconds: float = 0.0
     recipients_per_s: float = 0.0
@@ -127,6 +148,7 @@ class Run:
     rss_peak_mb: float = 0.0
     pair: int = 0
     worker_pids: list[int] = field(default_factory=list)
+    second_worker_share: float | None = None  # of the recipients, in a "two" run
 
     @property
     def disturbed(self) -> bool:
@@ -178,13 +200,6 @@ def batches_of(
     return out
 
 
-async def filed(conn: asyncpg.Connection, job_id: int) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM inbox_entries WHERE send_job_id = $1", job_id
-    )
-    return count
-
-
 async def measure(
     run: Run,
     n: int,
@@ -195,6 +210,13 @@ async def measure(
 ) -> None:
     pid, peak = worker()
     pids = {pid}
+
+    def sample() -> None:
+        nonlocal peak
+        pid, rss = worker()
+        pids.add(pid)
+        peak = max(peak, rss) if rss == rss else peak  # nan while the worker is down
+
     started = time.monotonic()
     pending = [
         await producer.send(SENDS.name, value, key=key, partition=partition)
@@ -202,19 +224,22 @@ async def measure(
     ]
     await asyncio.gather(*pending)
     run.produce_seconds = round(time.monotonic() - started, 3)
-    while True:
-        pid, rss = worker()
-        pids.add(pid)
-        peak = max(peak, rss) if rss == rss else peak  # nan while the worker is down
-        if await filed(conn, run.job_id) >= n:
-            break
-        if time.monotonic() - started > within:
-            raise SystemExit(f"job {run.job_id}: not all {n} filed within {within:.0f} s")
-        await asyncio.sleep(POLL_SECONDS)
+    await wait_for_outcomes(conn, run.job_id, n, within, started, sample)
     run.seconds = round(time.monotonic() - started, 3)
     run.recipients_per_s = round(n / run.seconds, 1)
     run.rss_peak_mb = round(peak, 1)
     run.worker_pids = sorted(pids)
+    await assert_filed_once(conn, run.job_id, n)
+
+
+async def new_job(conn: asyncpg.Connection, content_id: str, app_key: str) -> int:
+    """A completed send job row (no scheduler runs it): statistics count only real jobs."""
+    job_id: int = await conn.fetchval(
+        """INSERT INTO send_jobs (kind, content_id, app_keys, options, status)
+           VALUES ('direct', $1, $2, '{}'::jsonb, 'completed') RETURNING id""",
+        content_id, [app_key],
+    )  # fmt: skip
+    return job_id
 
 
 async def measure_pair(
@@ -233,13 +258,7 @@ async def measure_pair(
     pair = []
     for mode in ("off", "on"):
         content = tagged if mode == "on" else plain
-        # a completed send job row (no scheduler runs it): statistics count only real jobs
-        job_id = await conn.fetchval(
-            """INSERT INTO send_jobs (kind, content_id, app_keys, options, status)
-               VALUES ('direct', $1, $2, '{}'::jsonb, 'completed') RETURNING id""",
-            content, [app_key],
-        )  # fmt: skip
-        run = Run(mode, job_id=job_id, pair=index)
+        run = Run(mode, job_id=await new_job(conn, content, app_key), pair=index)
         runs.append(run)  # before measuring: clean-up needs every job id
         pair.append(run)
         messages = batches_of(run.job_id, content, app_key, by_bucket, per_batch, mode == "on")
@@ -254,7 +273,42 @@ async def measure_pair(
     return pair
 
 
-# ---------------------------------------------------------------- the worker's backlog
+async def measure_scaleout(
+    index: int,
+    n: int,
+    producer: AIOKafkaProducer,
+    conn: asyncpg.Connection,
+    within: float,
+    runs: list[Run],
+    setup: tuple[str, str],
+    by_bucket: dict[int, list[str]],
+    per_batch: int,
+    second_port: int,
+) -> list[Run]:
+    """Caps off with the stack's worker alone, then with a second worker in its group."""
+    content, app_key = setup
+    pair = []
+    for mode in ("one", "two"):
+        run = Run(mode, job_id=await new_job(conn, content, app_key), pair=index)
+        runs.append(run)
+        pair.append(run)
+        messages = batches_of(run.job_id, content, app_key, by_bucket, per_batch, False)
+        if mode == "one":
+            await measure(run, n, messages, producer, conn, within)
+        else:
+            async with ExtraDeliveryWorker("delivery-bench-2", second_port):
+                before = delivered_counter(second_port)
+                await measure(run, n, messages, producer, conn, within)
+                run.second_worker_share = round((delivered_counter(second_port) - before) / n, 3)
+        log(
+            f"scale-out {index + 1}, {'1 worker' if mode == 'one' else '2 workers'}: "
+            f"{run.seconds:.2f} s, "
+            f"{run.recipients_per_s:,.0f} recipients/s, all filed once"
+            + (f", second worker {run.second_worker_share:.0%}" if mode == "two" else "")
+        )
+        await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = $1", run.job_id)
+        await asyncio.sleep(2)  # the last offset commits
+    return pair
 
 
 # ---------------------------------------------------------------- clean-up
@@ -281,6 +335,8 @@ async def clean_up(
             [f"delivered-{job_id}-%" for job_id in job_ids],
         )
         await conn.execute("DELETE FROM cap_hits WHERE send_job_id = ANY($1)", job_ids)
+        if await conn.fetchval("SELECT to_regclass('filed_batches')") is not None:
+            await conn.execute("DELETE FROM filed_batches WHERE send_job_id = ANY($1)", job_ids)
         await conn.execute("DELETE FROM send_jobs WHERE id = ANY($1)", job_ids)
     log(f"contacts: {await conn.execute('DELETE FROM contacts WHERE contact_id = ANY($1)', ids)}")
     keys = 0
@@ -307,7 +363,9 @@ async def publish(api: httpx.AsyncClient, **extra: Any) -> str:
     return content_id
 
 
-async def main(n: int, repeat: int, per_batch: int) -> int:
+async def main(
+    n: int, repeat: int, per_batch: int, caps: bool, scaleout: bool, second_port: int
+) -> int:
     settings = DeliverySettings()
     n -= n % per_batch
     run_id = uuid.uuid4().hex[:10]
@@ -348,20 +406,15 @@ async def main(n: int, repeat: int, per_batch: int) -> int:
             await wait_for_delivery(within=120)
             pid, rss = worker()
             log(f"delivery worker pid {pid}, RSS {rss:.1f} MB")
-            done = 0
-            while done < repeat:
-                if len(runs) >= 2 * (repeat + 3):
-                    raise SystemExit("the delivery worker kept being restarted; giving up")
-                pair = await measure_pair(
-                    len(runs) // 2, n, producer, conn, within, runs, (plain, tagged, app_key),
-                    by_bucket, per_batch,
-                )  # fmt: skip
-                if any(r.disturbed for r in pair):
-                    log("the worker was restarted during this pair: discarded, measuring again")
-                    continue
-                done += 1
-                log(f"pair {done}/{repeat}: caps on / caps off = "
-                    f"{pair[1].recipients_per_s / pair[0].recipients_per_s:.3f}")  # fmt: skip
+            common = {"n": n, "producer": producer, "conn": conn, "within": within,
+                      "runs": runs, "by_bucket": by_bucket, "per_batch": per_batch}  # fmt: skip
+            if caps:
+                pair = partial(measure_pair, setup=(plain, tagged, app_key), **common)
+                await repeat_pairs(repeat, runs, "caps on / caps off", pair)
+            if scaleout:
+                pair = partial(measure_scaleout, setup=(plain, app_key), second_port=second_port,
+                               **common)  # fmt: skip
+                await repeat_pairs(repeat, runs, "two workers / one", pair)
         finally:
             await producer.stop()
             scopes = [f"app:{app_key}", f"tag:{tag}"] if app_key else []
@@ -370,8 +423,38 @@ async def main(n: int, repeat: int, per_batch: int) -> int:
             await redis.aclose()
             await conn.close()
 
+    if caps:
+        report_caps([r for r in runs if r.mode in ("off", "on")], n, repeat, per_batch)
+    if scaleout:
+        report_scaleout([r for r in runs if r.mode in ("one", "two")], n, repeat, per_batch)
+    return 0
+
+
+async def repeat_pairs(
+    repeat: int, runs: list[Run], label: str, measure: Callable[[int], Awaitable[list[Run]]]
+) -> None:
+    """``repeat`` undisturbed pairs: a pair during which the stack's worker was restarted (by
+    someone else) is measured again."""
+    first, done = len(runs), 0
+    while done < repeat:
+        if len(runs) - first >= 2 * (repeat + 3):
+            raise SystemExit("the delivery worker kept being restarted; giving up")
+        pair = await measure((len(runs) - first) // 2)
+        if any(r.disturbed for r in pair):
+            log("the worker was restarted during this pair: discarded, measuring again")
+            continue
+        done += 1
+        log(f"pair {done}/{repeat}: {label} = "
+            f"{pair[1].recipients_per_s / pair[0].recipients_per_s:.3f}")  # fmt: skip
+
+
+def kept_runs(runs: list[Run]) -> tuple[list[Run], set[int]]:
     discarded = {r.pair for r in runs if r.disturbed}
-    kept = [r for r in runs if r.pair not in discarded]
+    return [r for r in runs if r.pair not in discarded], discarded
+
+
+def report_caps(runs: list[Run], n: int, repeat: int, per_batch: int) -> None:
+    kept, discarded = kept_runs(runs)
     off = [r.recipients_per_s for r in kept if r.mode == "off"]
     on = [r.recipients_per_s for r in kept if r.mode == "on"]
     ratios = [
@@ -387,15 +470,36 @@ async def main(n: int, repeat: int, per_batch: int) -> int:
     }
     details = {
         "repeat": repeat,
-        "buckets": len(by_bucket),
         "batches_per_run": n // per_batch,
         "pair_ratios": [round(r, 3) for r in ratios],
         "runs": [{**asdict(r), "discarded": r.pair in discarded} for r in runs],
         "caps_on": "using_app_frequency + tagged content: app window set and tag set checked",
-        "timing": "first produce -> all N entries filed, polled every 0.2 s",
+        "timing": "first produce -> an outcome for every recipient in stats_outcomes",
     }
     report("delivery", figures, details)
-    return 0
+
+
+def report_scaleout(runs: list[Run], n: int, repeat: int, per_batch: int) -> None:
+    kept, discarded = kept_runs(runs)
+    one = median([r.recipients_per_s for r in kept if r.mode == "one"])
+    two = median([r.recipients_per_s for r in kept if r.mode == "two"])
+    figures = {
+        "n": n,
+        "batch": per_batch,
+        "one_worker_recipients_per_s": round(one),
+        "two_workers_recipients_per_s": round(two),
+        "ratio": round(two / one, 3),
+        "filed_once": "true",  # every run checked it, or the benchmark stopped there
+    }
+    details = {
+        "repeat": repeat,
+        "second_worker_share": [r.second_worker_share for r in kept if r.mode == "two"],
+        "runs": [{**asdict(r), "discarded": r.pair in discarded} for r in runs],
+        "caps": "off (plain content)",
+        "filed_once": "per run: an outcome 'delivered' for each of the N recipients and "
+        "exactly N inbox entries for N distinct contacts",
+    }
+    report("scaleout", figures, details)
 
 
 if __name__ == "__main__":
@@ -403,5 +507,20 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=200_000, help="recipients (default 200,000)")
     parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (default 3)")
     parser.add_argument("--batch", type=int, default=1000, help="recipients per batch")
+    parser.add_argument(
+        "--caps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the caps off / on pairs (BENCH delivery)",
+    )
+    parser.add_argument(
+        "--scaleout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the one / two worker pairs (BENCH scaleout)",
+    )
+    parser.add_argument("--second-port", type=int, default=9112,
+                        help="web port of the second worker (default 9112)")  # fmt: skip
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.n, args.repeat, args.batch)))
+    sys.exit(asyncio.run(main(args.n, args.repeat, args.batch, args.caps, args.scaleout,
+                              args.second_port)))  # fmt: skip
