@@ -1,7 +1,9 @@
 """Device authentication: ``X-App-Key`` plus an HS256 user token signed with that app's
 secret by the customer's own backend (``sub`` = contact id, ``exp`` required).
 
-Apps are cached in-process for a minute so the hot path makes no PostgreSQL query.
+Apps are cached in-process for a minute so the hot path makes no PostgreSQL query, and a
+verified token is remembered until its ``exp`` so a device's phone homes verify its
+signature once, not every time.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 import jwt
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 from fastapi import HTTPException, Request
 
 from shared.http_limits import storable_text
@@ -31,12 +34,25 @@ class Device:
     contact_id: str
 
 
+class _Verified(NamedTuple):
+    contact_id: str
+    exp: int  # as PyJWT reads it: int(claims["exp"]), seconds since the epoch
+    size: int  # what the entry holds, in characters: the cache is bounded by their sum
+
+
 class AppCache:
     """Apps by key for ``ttl_seconds`` (a changed secret reaches sync within that time), in
     a bounded ``cachetools.TTLCache``: an unknown key is cached too, and the least recently
     used keys go first when it is full, so keys made up by callers cannot grow it. Devices
     of one app missing it at once each read its row (no per-key lock that would hold them
-    all while PostgreSQL is slow)."""
+    all while PostgreSQL is slow).
+
+    Also the device tokens verified with those apps' secrets, by (app key, secret, token),
+    each until its ``exp`` and never beyond, in an LRU bounded by the characters held
+    (``max_token_chars``). The secret is part of the key, so a token signed with a secret
+    the app no longer has is verified again, and refused. Only tokens that verified are
+    kept: a made-up token costs one signature check each time, as before, and cannot push
+    valid ones out."""
 
     def __init__(
         self,
@@ -44,9 +60,15 @@ class AppCache:
         ttl_seconds: float = 60.0,
         max_apps: int = 10_000,
         timer: Callable[[], float] = time.monotonic,
+        max_token_chars: int = 32 * 2**20,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
         self._apps: TTLCache[str, App | None] = TTLCache(max_apps, ttl_seconds, timer)
+        self._tokens: LRUCache[tuple[str, str, str], _Verified] = LRUCache(
+            max_token_chars, getsizeof=lambda entry: entry.size
+        )
+        self._clock = clock
 
     async def get(self, app_key: str) -> App | None:
         try:
@@ -59,6 +81,20 @@ class AppCache:
         app = App(row["app_key"], row["secret"], row["next_sync_after_seconds"]) if row else None
         self._apps[app_key] = app
         return app
+
+    def contact_of(self, app: App, token: str) -> str:
+        """The contact id (``sub``) of a token signed with ``app``'s secret, or Unauthorized."""
+        key = (app.app_key, app.secret, token)
+        known = self._tokens.get(key)
+        if known is not None:
+            if self._clock() < known.exp:
+                return known.contact_id
+            raise Unauthorized("user token expired")  # kept: it stays expired
+        contact_id, exp = _verify_token(app.secret, token)
+        size = len(app.app_key) + len(app.secret) + len(token) + len(contact_id) + 100
+        if size <= self._tokens.maxsize:
+            self._tokens[key] = _Verified(contact_id, exp, size)
+        return contact_id
 
 
 class Unauthorized(Exception):
@@ -75,9 +111,14 @@ async def verify(apps: AppCache, app_key: str | None, authorization: str | None)
     app = await apps.get(app_key)
     if app is None:
         raise Unauthorized("unknown app key")
+    return Device(app, apps.contact_of(app, token.strip()))
+
+
+def _verify_token(secret: str, token: str) -> tuple[str, int]:
+    """(contact id, exp) of a token PyJWT verifies with ``secret``, or Unauthorized."""
     try:
         claims = jwt.decode(
-            token.strip(), app.secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
+            token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("user token expired") from exc
@@ -89,7 +130,7 @@ async def verify(apps: AppCache, app_key: str | None, authorization: str | None)
     contact_id = str(sub)
     if not 0 < len(contact_id) <= 200 or not storable_text(contact_id):
         raise Unauthorized("user token's sub must be 1..200 characters of text without NUL")
-    return Device(app, contact_id)
+    return contact_id, int(claims["exp"])
 
 
 async def authenticate(request: Request) -> Device:

@@ -1,89 +1,138 @@
-"""The "nothing new" phone home, answered before FastAPI.
+"""The phone home (``POST /v1/sync``), answered in front of FastAPI.
 
-Most phone homes find nothing new. Those are answered here from one Redis GET, without
-FastAPI's routing, dependency injection and validation, which cost several times the
-work itself. Anything else — no cursor, a changed inbox, a body or credentials the full
-handler would refuse — goes on to the full handler unchanged, which gives the proper
-answer or error. Both paths produce the same "nothing new" body.
+Every device phones home every minute or so, and FastAPI's routing, dependency
+injection, validation and middleware stack cost several times the work itself. So
+``DeviceApi`` answers a phone home it can fully handle — a small JSON body of the
+expected shape, credentials that verify — itself, from ``phone_home.sync_body``, with
+precomputed headers, both when nothing is new and when messages are waiting. Anything
+else (no or another content type, a body with other fields, too large or with a value
+``InputGuard`` refuses, bad credentials, a query string) goes through FastAPI unchanged,
+which gives the same answer or error as before. So does a phone home that meets
+PostgreSQL or Redis down: the full handler meets the same failure and answers it as
+every route does (503 with Retry-After).
+
+What the FastAPI stack adds to a phone home is added here too: the request metrics of
+``shared.ops.RequestMetrics`` and the headers ``CORSMiddleware`` adds to a simple
+request (``Vary: Origin`` always, ``Access-Control-Allow-Origin: *`` when there is an
+``Origin``).
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import time
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
 
-from services.sync import metrics
-from services.sync.auth import Unauthorized, verify
-from services.sync.phone_home import current_version
+from services.sync.auth import AppCache, Device, Unauthorized, verify
+from services.sync.phone_home import sync_body
 from shared.http_errors import EXPECTED
+from shared.http_limits import body_problems
+from shared.ops import HTTP_LATENCY, HTTP_REQUESTS
 
+PATH = "/v1/sync"
 PLATFORMS = frozenset({"gcm", "apns", "web"})
-MAX_BODY = 4096
-ROUTE = SimpleNamespace(path="/v1/sync")  # the metrics label of the route it stands in for
+MAX_CURSOR = 64  # phone_home.SyncRequest's limit
+MAX_BODY = 4096  # a phone home is under 100 bytes; larger ones take the full path
+FIELDS = frozenset({"platform", "cursor"})
+_WANTED = frozenset({b"x-app-key", b"authorization", b"content-type", b"origin"})
+_TYPE = [(b"content-type", b"application/json")]
+_VARY = [(b"vary", b"Origin")]
+_CORS = [(b"access-control-allow-origin", b"*"), *_VARY]
 
 
-class NothingNewFastPath:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class DeviceApi(FastAPI):
+    """The device API's FastAPI app, with the phone home answered before FastAPI sees it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._latency = HTTP_LATENCY.labels("sync", PATH)
+        self._answered = HTTP_REQUESTS.labels("sync", "POST", PATH, "2xx")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != "/v1/sync":
-            await self.app(scope, receive, send)
+        if (
+            scope["type"] != "http"
+            or scope["path"] != PATH
+            or scope["method"] != "POST"
+            or scope.get("query_string")
+        ):
+            await super().__call__(scope, receive, send)
             return
+        started = time.perf_counter()
         body, complete = await _read(receive)
-        try:
-            answer = await self._answer(scope, body) if complete else None
-        except EXPECTED:
-            # PostgreSQL or Redis down (or worse): the full handler meets the same failure
-            # and answers it as every other route does (503 with Retry-After)
-            answer = None
+        answer = None
+        if complete:
+            headers = _headers(scope)
+            try:
+                answer = await self._answer(headers, body)
+            except EXPECTED:
+                answer = None  # the full handler answers the failure (see the docstring)
         if answer is None:
-            await self.app(scope, _replay(body, receive, complete), send)
+            await super().__call__(scope, _replay(body, receive, complete), send)
             return
-        scope["route"] = ROUTE
+        cors = _CORS if b"origin" in headers else _VARY
+        length = [(b"content-length", b"%d" % len(answer))]
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(answer)).encode())]})  # fmt: skip
+                    "headers": _TYPE + length + cors})  # fmt: skip
         await send({"type": "http.response.body", "body": answer})
+        self._latency.observe(time.perf_counter() - started)
+        self._answered.inc()
 
-    async def _answer(self, scope: Scope, body: bytes) -> bytes | None:
-        try:
-            request = orjson.loads(body)
-        except orjson.JSONDecodeError:
+    async def _answer(self, headers: dict[bytes, bytes], body: bytes) -> bytes | None:
+        """The answer's body, or None for the full handler to answer."""
+        request = _phone_home(headers, body)
+        if request is None:
             return None
-        if not isinstance(request, dict) or set(request) != {"platform", "cursor"}:
+        platform, cursor = request
+        state = self.state
+        device = await _device(state.apps, headers)
+        if device is None:
             return None
-        platform, cursor = request["platform"], request["cursor"]
-        if not isinstance(platform, str) or platform not in PLATFORMS:
-            return None
-        if not isinstance(cursor, str) or len(cursor) > 64:
-            return None
-        headers = dict(scope["headers"])
-        state = scope["app"].state
-        try:
-            device = await verify(
-                state.apps,
-                _text(headers.get(b"x-app-key")),
-                _text(headers.get(b"authorization")),
-            )
-        except Unauthorized:
-            return None
-        version = await current_version(state.redis, device.contact_id)
-        current = f"{platform}.{version}"
-        if cursor != current:
-            return None
-        metrics.PHONE_HOMES.labels("nothing_new", platform).inc()
-        return orjson.dumps(
-            {"changed": False, "cursor": current,
-             "nextSyncAfterSeconds": device.app.next_sync_after_seconds}
-        )  # fmt: skip
+        return await sync_body(state.pool, state.redis, device, platform, cursor)
 
 
-def _text(value: bytes | None) -> str | None:
-    return value.decode("latin-1") if value is not None else None
+def _phone_home(headers: dict[bytes, bytes], body: bytes) -> tuple[Any, str | None] | None:
+    """(platform, cursor) of a body the full handler would accept as it is, else None."""
+    content_type = headers.get(b"content-type")
+    if content_type is None or content_type.split(b";")[0].strip().lower() != b"application/json":
+        return None
+    try:
+        request = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(request, dict) or "platform" not in request or not request.keys() <= FIELDS:
+        return None
+    platform, cursor = request["platform"], request.get("cursor")
+    if not isinstance(platform, str) or platform not in PLATFORMS:
+        return None
+    if cursor is not None and (not isinstance(cursor, str) or len(cursor) > MAX_CURSOR):
+        return None
+    if body_problems(body):  # a NUL or a lone surrogate in the cursor: InputGuard's 400
+        return None
+    return platform, cursor
+
+
+async def _device(apps: AppCache, headers: dict[bytes, bytes]) -> Device | None:
+    app_key, authorization = headers.get(b"x-app-key"), headers.get(b"authorization")
+    try:
+        return await verify(
+            apps,
+            app_key.decode("latin-1") if app_key is not None else None,
+            authorization.decode("latin-1") if authorization is not None else None,
+        )
+    except Unauthorized:
+        return None  # the full handler answers 401 saying why
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request headers the phone home reads, each its first value (as Starlette's)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED and name not in found:
+            found[name] = value
+    return found
 
 
 async def _read(receive: Receive) -> tuple[bytes, bool]:
@@ -92,6 +141,8 @@ async def _read(receive: Receive) -> tuple[bytes, bool]:
     size = 0
     while True:
         message = await receive()
+        if message["type"] != "http.request":  # the client left: the full path sees it too
+            return b"".join(chunks), False
         chunk = message.get("body", b"")
         chunks.append(chunk)
         size += len(chunk)
@@ -110,7 +161,7 @@ def _replay(body: bytes, receive: Receive, complete: bool) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": not complete}
-        message: Any = await receive()
-        return message  # type: ignore[no-any-return]
+        message: Message = await receive()
+        return message
 
     return replay

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from services.sync import routes
 from services.sync.auth import AppCache
 from services.sync.errors import install_error_handlers, render_refusal
-from services.sync.fast_path import NothingNewFastPath
+from services.sync.fast_path import DeviceApi
 from shared.db import create_pool
 from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
@@ -33,6 +34,9 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         app.state.apps = AppCache(app.state.pool)
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-sync")
         await app.state.producer.start()
+        # What start-up made (modules, routes, clients) lives as long as the process: keep
+        # it out of the collector's scans, which otherwise walk all of it again and again.
+        gc.freeze()
         try:
             yield
         finally:
@@ -40,7 +44,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
             await app.state.redis.aclose()
             await app.state.pool.close()
 
-    app = FastAPI(
+    app = DeviceApi(  # answers the phone home itself (services/sync/fast_path.py)
         title="Pigeonhole device API",
         version="0.1.0",
         lifespan=lifespan,
@@ -49,10 +53,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(routes.router)
-    app.add_middleware(NothingNewFastPath)  # inside CORS, so its answers carry CORS headers
-    app.add_middleware(  # before the fast path, which then sees only sane bodies
-        InputGuard, max_body_bytes=settings.max_body_bytes, render=render_refusal
-    )
+    app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes, render=render_refusal)
     # Web pages on the customer's own origins call the device API; credentials travel in
     # headers (never cookies), so any origin may call it.
     app.add_middleware(
@@ -72,7 +73,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
         return {"postgres": postgres, "redis": redis}
 
-    install_ops_routes(app, "sync", checks)  # last added: its metrics time the fast path too
+    install_ops_routes(app, "sync", checks)
     return app
 
 
