@@ -19,13 +19,21 @@ DEAD_LETTER_KEY_BYTES = 4096
 
 
 def durable_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
-    """A producer for hand-offs that must not be lost: acks from all replicas, idempotent."""
+    """A producer for hand-offs that must not be lost: acks from all replicas, idempotent.
+
+    No linger: a batch is sent as soon as the producer's sender runs, so a
+    ``send_and_wait`` never waits for a timer. Records still travel together: everything
+    sent while a request is in flight (one per broker, since the producer is idempotent),
+    or sent without yielding to the event loop, goes in the next request. No compression:
+    the events go over loopback or a LAN, and gzip (the only codec installed) costs the
+    producer about 0.7 ms per 1,000-recipient SendBatch, more again to the broker and the
+    consumer, on the cores the stack shares."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=0,
         max_request_size=MAX_MESSAGE_BYTES,
     )
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
-from services.scheduler.planning import AudienceRow
 from shared.audience import Source, audience_condition
+from shared.events import ContentKind
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class ClaimedJob:
     id: int
     kind: str
     content_id: str
-    content_kind: str
+    content_kind: ContentKind
     app_keys: list[str]
     options: dict[str, Any]
     launched_at: datetime
@@ -98,18 +98,19 @@ async def _sources(
 
 async def fetch_audience_page(
     pool: asyncpg.Pool, job: ClaimedJob, after: tuple[int, str], limit: int
-) -> list[AudienceRow]:
-    """The next recipients after the keyset cursor, in (bucket, contact_id) order."""
+) -> list[asyncpg.Record]:
+    """The next recipients after the keyset cursor, in (bucket, contact_id) order, as
+    (bucket, contact_id, personalization) records (planning's AudienceRow)."""
     if job.audience is not None:
         condition, params = job.audience
         # the condition is the compiler's fixed SQL; every value in it is a parameter
-        rows = await pool.fetch(
-            f"""SELECT c.bucket, c.contact_id FROM contacts c
+        rows: list[asyncpg.Record] = await pool.fetch(
+            f"""SELECT c.bucket, c.contact_id, NULL::jsonb FROM contacts c
                  WHERE (c.bucket, c.contact_id) > ($1::smallint, $2::text) AND {condition}
                  ORDER BY c.bucket, c.contact_id LIMIT ${3 + len(params)}""",
             after[0], after[1], *params, limit,
         )  # fmt: skip
-        return [AudienceRow(r["bucket"], r["contact_id"]) for r in rows]
+        return rows
     rows = await pool.fetch(
         """SELECT bucket, contact_id, personalization FROM send_job_recipients
             WHERE send_job_id = $1 AND (bucket, contact_id) > ($2::smallint, $3::text)
@@ -119,7 +120,7 @@ async def fetch_audience_page(
         after[1],
         limit,
     )
-    return [AudienceRow(r["bucket"], r["contact_id"], r["personalization"]) for r in rows]
+    return rows
 
 
 async def checkpoint(
@@ -128,21 +129,25 @@ async def checkpoint(
     owner: str,
     lease_seconds: float,
     cursor: tuple[int, str],
+    *,
     recipients: int,
+    batches: int,
 ) -> str | None:
-    """Record an acknowledged batch and renew the lease; return the job's status now
-    (an operator may have paused or cancelled it), or None if the lease was lost."""
+    """Record acknowledged batches (the cursor is the last one's last recipient) and renew
+    the lease; return the job's status now (an operator may have paused or cancelled it),
+    or None if the lease was lost."""
     status: str | None = await pool.fetchval(
         """UPDATE send_jobs
-              SET cursor_bucket = $3, cursor_contact_id = $4, batches_sent = batches_sent + 1,
-                  recipients_sent = recipients_sent + $5,
-                  lease_until = now() + make_interval(secs => $6), updated_at = now()
+              SET cursor_bucket = $3, cursor_contact_id = $4,
+                  batches_sent = batches_sent + $5, recipients_sent = recipients_sent + $6,
+                  lease_until = now() + make_interval(secs => $7), updated_at = now()
             WHERE id = $1 AND lease_owner = $2
         RETURNING status""",
         job_id,
         owner,
         cursor[0],
         cursor[1],
+        batches,
         recipients,
         float(lease_seconds),
     )
