@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 PREFIX = "ph"
+Version = bytes | str | None  # as the client returns it (str with decode_responses)
 TIMEOUT = 5.0
 
 # Frequency caps (services/delivery/caps.py): a sorted set per (contact, scope) of send
@@ -53,3 +54,52 @@ async def bump_inbox_versions(redis: Redis, contact_ids: Iterable[str]) -> None:
         return
     async with asyncio.timeout(TIMEOUT):
         await redis.eval(_BUMP, len(keys), *keys, int(time.time() * 1000))
+
+
+class InboxVersions:
+    """Reads inbox versions for many contacts at once: the reads asked for in one turn of
+    the event loop go to Redis as one MGET, so a busy sync process pays redis-py's
+    per-command cost (connection pool, retry, parsing: about 50 µs of CPU a GET) once per
+    turn, not once per phone home. A read waits at most one turn for its batch. A failed
+    MGET fails every read of its batch with its error, as each GET would have failed; a
+    stalled Redis raises TimeoutError after TIMEOUT seconds."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._asked: dict[str, list[asyncio.Future[Version]]] = {}
+        self._reading: set[asyncio.Task[None]] = set()  # asyncio only keeps weak references
+
+    async def get(self, contact_id: str) -> Version:
+        """The contact's inbox version as stored, or None when it has none."""
+        loop = asyncio.get_running_loop()
+        if not self._asked:
+            loop.call_soon(self._flush)
+        answer: asyncio.Future[Version] = loop.create_future()
+        self._asked.setdefault(inbox_version(contact_id), []).append(answer)
+        return await answer
+
+    def _flush(self) -> None:
+        asked, self._asked = self._asked, {}
+        task = asyncio.ensure_future(self._read(asked))
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
+
+    async def _read(self, asked: dict[str, list[asyncio.Future[Version]]]) -> None:
+        keys = list(asked)
+        waiting = [answer for answers in asked.values() for answer in answers]
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                values = await self.redis.mget(keys)
+        except asyncio.CancelledError:
+            for answer in waiting:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for answer in waiting:
+                if not answer.done():  # a reader cancelled meanwhile is done
+                    answer.set_exception(exc)
+            return
+        for key, value in zip(keys, values, strict=True):
+            for answer in asked[key]:
+                if not answer.done():
+                    answer.set_result(value)

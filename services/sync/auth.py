@@ -60,7 +60,7 @@ class AppCache:
         ttl_seconds: float = 60.0,
         max_apps: int = 10_000,
         timer: Callable[[], float] = time.monotonic,
-        max_token_chars: int = 32 * 2**20,
+        max_token_chars: int = 64 * 2**20,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
