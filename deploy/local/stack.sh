@@ -191,10 +191,17 @@ listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_SOCK'
 max_connections = 200
-shared_buffers = 256MB
+# Durable tuning: every setting and why in deploy/README.md (docker-compose.yml has the same).
+# Nothing here trades durability: fsync, synchronous_commit and full_page_writes stay on.
 fsync = on
 synchronous_commit = on
 full_page_writes = on
+shared_buffers = 1GB
+wal_buffers = 64MB
+max_wal_size = 8GB
+checkpoint_timeout = 15min
+checkpoint_completion_target = 0.9
+wal_compression = lz4
 logging_collector = off
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
@@ -353,11 +360,11 @@ pidfile $REDIS_PID
 logfile $LOG_DIR/redis.log
 loglevel notice
 dir $REDIS_DIR
-dbfilename dump.rdb
+# Durable by AOF alone (fsynced every second); no RDB snapshots on top: deploy/README.md.
 appendonly yes
 appendfsync everysec
 appendfilename "appendonly.aof"
-save 3600 1 300 100 60 10000
+save ""
 databases 16
 EOF
   if redis_ours_running; then
