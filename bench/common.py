@@ -212,23 +212,35 @@ async def assert_filed_once(conn: asyncpg.Connection, job_id: int, n: int) -> No
         )
 
 
-async def wal_position(conn: asyncpg.Connection) -> dict[str, int]:
-    """WAL written so far and checkpoints taken: the difference over a run is its WAL
-    volume and how many checkpoints it forced (``requested``: max_wal_size was reached)."""
+async def wal_position(conn: asyncpg.Connection) -> dict[str, Any]:
+    """PostgreSQL's WAL and buffer-write counters: their difference over a run is the WAL
+    it wrote, the share of that in full-page images, how often a backend waited for WAL
+    buffers to be written out (``wal_buffers_full``), the data pages backends had to write
+    themselves (``buffers_backend``: shared_buffers full of dirty pages) and the
+    checkpoints taken (``requested``: max_wal_size was reached, or one was forced, e.g. by a
+    test's CREATE DATABASE on this shared machine). ``wal`` is the LSN range, for
+    ``pg_waldump --stats`` (see deploy/README.md)."""
     row = await conn.fetchrow(
-        """SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes,
-                  checkpoints_timed AS timed, checkpoints_req AS requested
-           FROM pg_stat_bgwriter"""
+        """SELECT pg_current_wal_lsn()::text AS lsn,
+                  pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes,
+                  w.wal_fpi, w.wal_buffers_full, b.buffers_backend,
+                  b.checkpoints_timed AS timed, b.checkpoints_req AS requested
+           FROM pg_stat_wal w, pg_stat_bgwriter b"""
     )
     assert row is not None
     return dict(row)
 
 
-def wal_since(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+def wal_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    delta = {key: after[key] - before[key] for key in before if key != "lsn"}
     return {
-        "wal_mb": round((after["wal_bytes"] - before["wal_bytes"]) / 2**20, 1),
-        "checkpoints_requested": after["requested"] - before["requested"],
-        "checkpoints_timed": after["timed"] - before["timed"],
+        "wal": f"{before['lsn']}..{after['lsn']}",
+        "wal_mb": round(delta["wal_bytes"] / 2**20, 1),
+        "wal_full_page_images": delta["wal_fpi"],
+        "wal_buffers_full": delta["wal_buffers_full"],
+        "buffers_written_by_backends": delta["buffers_backend"],
+        "checkpoints_requested": delta["requested"],
+        "checkpoints_timed": delta["timed"],
     }
 
 

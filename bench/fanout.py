@@ -22,7 +22,7 @@ with the primary key (send_job_id, contact_id) that idempotency needs), then the
 cap script for N recipients, in calls of 10,000 as the worker makes them per batch.
 It does not depend on how inbox entries are stored, so it does not get cheaper when
 they get narrower. ratio = seconds / floor_seconds. The WAL written and checkpoints
-taken during each run are in the JSON (the evidence for deploy/TUNING.md).
+taken during each run are in the JSON (the evidence for deploy/README.md).
 """
 
 from __future__ import annotations
@@ -67,17 +67,26 @@ SAMPLE = 100
 
 
 class Sampler:
-    """Peak RSS of the stack's scheduler and delivery worker while a run goes on."""
+    """Peak RSS of the stack's scheduler and delivery worker while a run goes on, and
+    every pid each had (more than one: restarted meanwhile, the peak is not the run's)."""
 
     def __init__(self) -> None:
-        self.pids = {name: service_pid(name) for name in ("scheduler", "delivery")}
-        self.peak = dict.fromkeys(self.pids, 0.0)
+        self.names = ("scheduler", "delivery")
+        self.peak = dict.fromkeys(self.names, 0.0)
+        self.pids: dict[str, set[int]] = {name: set() for name in self.names}
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         while True:
-            for name, pid in self.pids.items():
-                self.peak[name] = max(self.peak[name], rss_mb(pid))
+            for name in self.names:
+                try:
+                    pid = service_pid(name)
+                except (OSError, ValueError):
+                    continue  # being restarted
+                rss = rss_mb(pid)
+                if rss == rss:  # nan: the pid is gone
+                    self.pids[name].add(pid)
+                    self.peak[name] = max(self.peak[name], rss)
             await asyncio.sleep(0.5)
 
     def __enter__(self) -> Sampler:
@@ -87,6 +96,9 @@ class Sampler:
     def __exit__(self, *_: object) -> None:
         assert self._task is not None
         self._task.cancel()
+
+    def restarted(self) -> list[str]:
+        return [name for name, pids in self.pids.items() if len(pids) != 1]
 
 
 async def campaign_run(
@@ -111,7 +123,10 @@ async def campaign_run(
         seconds = time.monotonic() - started
     postgres = wal_since(wal, await wal_position(conn))
     await assert_filed_once(conn, job_id, n)
-    return {"job_id": job_id, "seconds": seconds, "rss_peak_mb": dict(sampler.peak), **postgres}
+    if restarted := sampler.restarted():
+        log(f"restarted during the run (by someone else?): {restarted}; RSS peaks are partial")
+    return {"job_id": job_id, "seconds": seconds, "rss_peak_mb": dict(sampler.peak),
+            "restarted": restarted, **postgres}  # fmt: skip
 
 
 async def visible_to_sync(app: dict[str, str], ids: list[str]) -> None:
@@ -140,7 +155,7 @@ def merge_values(i: int) -> str:
 
 async def floor_run(
     conn: asyncpg.Connection, redis: aioredis.Redis, ids: list[str], app_key: str, job_id: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """One COPY of the narrowest durable record for N recipients into a fresh scratch
     table, then the same cap script for the N, in calls of CAP_CALL; the table is dropped."""
     table = f"bench_fanout_floor_{-job_id}"
@@ -218,7 +233,7 @@ async def main(n: int, repeat: int, within: float) -> None:
     redis = aioredis.from_url(settings.redis_url)
     headers = {"Authorization": f"Bearer {admin_token()}"}
     runs: list[dict[str, Any]] = []
-    floors: list[dict[str, float]] = []
+    floors: list[dict[str, Any]] = []
     jobs: list[int] = []
     try:
         log(f"inserting {n:,} contacts")
