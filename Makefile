@@ -71,12 +71,18 @@ fmt: venv ## format and fix what ruff can
 asyncapi: venv ## write docs/asyncapi.yaml (the Kafka topics) from shared/events.py and topics.py
 	@$(BIN)/python -m shared.asyncapi
 
+BENCH_LOG := bench/results/bench.log
+
+# Each benchmark exits non-zero (and so stops `make bench`) when a run misses its time
+# limit or a recipient is lost, duplicated or not visible to sync.
 bench: up ## run every benchmark against the local stack; BENCH_N=100000 for a quick run
-	@$(BIN)/python -m bench.fanout $(if $(BENCH_N),--n $(BENCH_N))
-	@$(BIN)/python -m bench.delivery_throughput $(if $(BENCH_N),--n $(BENCH_N))
-	@$(BIN)/python -m bench.sync_load $(if $(BENCH_N),--contacts $(BENCH_N))
-	@$(BIN)/python -m bench.scheduler_memory $(if $(BENCH_N),--n $(BENCH_N))
-	@grep -h '' bench/results/*.json >/dev/null && echo "bench: figures in bench/results/"
+	@mkdir -p bench/results && : >$(BENCH_LOG)
+	@set -o pipefail; $(BIN)/python -m bench.fanout $(if $(BENCH_N),--n $(BENCH_N)) | tee -a $(BENCH_LOG)
+	@set -o pipefail; $(BIN)/python -m bench.delivery_throughput $(if $(BENCH_N),--n $(BENCH_N)) | tee -a $(BENCH_LOG)
+	@set -o pipefail; $(BIN)/python -m bench.sync_load $(if $(BENCH_N),--contacts $(BENCH_N)) | tee -a $(BENCH_LOG)
+	@set -o pipefail; $(BIN)/python -m bench.scheduler_memory $(if $(BENCH_N),--n $(BENCH_N)) | tee -a $(BENCH_LOG)
+	@echo "bench: the figures (details in bench/results/*.json, the whole output in $(BENCH_LOG)):"
+	@grep -h '^BENCH ' $(BENCH_LOG)
 
 logs: ## follow the service logs
 	@tail -F $(STATE_DIR)/logs/{publisher,sync,scheduler,delivery}.log
