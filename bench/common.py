@@ -138,15 +138,19 @@ async def delivery_lag(bootstrap: str, group: str) -> int:
     )
 
 
-async def wait_for_delivery(within: float) -> None:
+async def wait_for_delivery(within: float, poll: float = 5.0, quiet: bool = False) -> None:
+    """Wait until the delivery workers have committed every SendBatch on the topic: after
+    that, no rebalance can hand a batch of a finished run to a worker again (which would
+    file its entries anew once a benchmark has deleted them)."""
     settings = DeliverySettings()
     deadline = time.monotonic() + within
     while (lag := await delivery_lag(settings.kafka_bootstrap, settings.consumer_group)) > 0:
         if time.monotonic() > deadline:
             log(f"delivery still {lag} batches behind after {within:.0f} s; going on anyway")
             return
-        log(f"  delivery worker {lag} batches behind")
-        await asyncio.sleep(5)
+        if not quiet:
+            log(f"  delivery worker {lag} batches behind")
+        await asyncio.sleep(poll)
 
 
 async def unlink_matching(redis: aioredis.Redis, pattern: str) -> int:
@@ -252,17 +256,23 @@ def http_ready(port: int) -> bool:
         return False
 
 
-def delivered_counter(port: int) -> float:
-    """A delivery worker's count of recipients delivered since it started (its /metrics)."""
+def recipient_counts(port: int) -> dict[str, float]:
+    """A delivery worker's recipients since it started, by outcome ('delivered') or skip
+    reason ('duplicate': filed before, e.g. a batch handed over again), from its /metrics;
+    empty if it does not answer."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
             text = answer.read().decode()
     except OSError:
-        return float("nan")
+        return {}
+    counts: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith('pigeonhole_delivery_recipients_total{outcome="delivered"'):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        if line.startswith("pigeonhole_delivery_recipients_total{"):
+            labels, value = line.rsplit(" ", 1)
+            outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
+            reason = labels.split('reason="', 1)[1].split('"', 1)[0] if "reason=" in labels else ""
+            counts[reason or outcome] = float(value)
+    return counts
 
 
 async def group_members(bootstrap: str, group: str) -> tuple[str, int]:

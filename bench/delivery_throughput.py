@@ -37,9 +37,12 @@ worker is started in the same consumer group (bench/common.py ExtraDeliveryWorke
 deploy/local/services.sh starts the first, on web port ``--second-port`` with its own
 data dir), the group left to settle, a run with both, and the second worker stopped.
 ``BENCH scaleout n=... one_worker_recipients_per_s=... two_workers_recipients_per_s=...
-ratio=... filed_once=true`` (medians; ratio = two / one; filed_once: every recipient of
-every run filed exactly once, no loss, no duplicate); bench/results/scaleout.json has
-each run and the second worker's share of the recipients (from the workers' /metrics).
+ratio=... filed_once=true redelivered=...`` (medians; ratio = two / one; filed_once:
+every recipient of every run filed exactly once, no loss, no duplicate, checked again
+after the second worker has stopped and its partitions went back; redelivered: the
+recipients of batches handed to a worker again by those rebalances, which it reported as
+duplicates and did not file twice); bench/results/scaleout.json has each run and the
+second worker's share of the recipients (both from the workers' /metrics).
 Both workers share the machine's cores with PostgreSQL, Redis and Kafka, so the ratio
 says how far a second process helps on this machine, not on one with a core per worker.
 """
@@ -73,9 +76,9 @@ from bench.common import (
     ExtraDeliveryWorker,
     admin_token,
     assert_filed_once,
-    delivered_counter,
     log,
     median,
+    recipient_counts,
     report,
     rss_mb,
     service_pid,
@@ -149,6 +152,7 @@ class Run:
     pair: int = 0
     worker_pids: list[int] = field(default_factory=list)
     second_worker_share: float | None = None  # of the recipients, in a "two" run
+    redelivered: int | None = None  # recipients handed over again (reported as duplicates)
 
     @property
     def disturbed(self) -> bool:
@@ -268,8 +272,8 @@ async def measure_pair(
             f"{run.recipients_per_s:,.0f} recipients/s (produced in {run.produce_seconds:.2f} s), "
             f"worker RSS peak {run.rss_peak_mb} MB, pid {run.worker_pids}"
         )
+        await wait_for_delivery(within=60, poll=0.5, quiet=True)  # nothing to hand over again
         await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = $1", run.job_id)
-        await asyncio.sleep(2)  # the last outcomes and offset commits
     return pair
 
 
@@ -296,19 +300,48 @@ async def measure_scaleout(
         if mode == "one":
             await measure(run, n, messages, producer, conn, within)
         else:
-            async with ExtraDeliveryWorker("delivery-bench-2", second_port):
-                before = delivered_counter(second_port)
-                await measure(run, n, messages, producer, conn, within)
-                run.second_worker_share = round((delivered_counter(second_port) - before) / n, 3)
+            await measure_two(run, n, messages, producer, conn, within, second_port)
         log(
             f"scale-out {index + 1}, {'1 worker' if mode == 'one' else '2 workers'}: "
-            f"{run.seconds:.2f} s, "
-            f"{run.recipients_per_s:,.0f} recipients/s, all filed once"
-            + (f", second worker {run.second_worker_share:.0%}" if mode == "two" else "")
-        )
+            f"{run.seconds:.2f} s, {run.recipients_per_s:,.0f} recipients/s, all filed once"
+            + (f"; second worker {run.second_worker_share:.0%}, recipients handed over again "
+               f"(duplicates, not filed twice) {run.redelivered}" if mode == "two" else "")
+        )  # fmt: skip
+        await wait_for_delivery(within=60, poll=0.5, quiet=True)  # nothing to hand over again
         await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = $1", run.job_id)
-        await asyncio.sleep(2)  # the last offset commits
     return pair
+
+
+async def measure_two(
+    run: Run,
+    n: int,
+    messages: list[tuple[int, bytes, bytes]],
+    producer: AIOKafkaProducer,
+    conn: asyncpg.Connection,
+    within: float,
+    second_port: int,
+) -> None:
+    """A run with a second worker in the group; once it has stopped and its partitions are
+    back with the stack's worker (which gets any batch whose offset it had not committed),
+    every recipient must still be filed exactly once."""
+    first_port = DeliverySettings().web_port
+    first = recipient_counts(first_port)
+    async with ExtraDeliveryWorker("delivery-bench-2", second_port):
+        second = recipient_counts(second_port)
+        await measure(run, n, messages, producer, conn, within)
+        await wait_for_delivery(within=60, poll=0.5, quiet=True)
+        second_after = recipient_counts(second_port)
+    await wait_for_delivery(within=60, poll=0.5, quiet=True)
+    await assert_filed_once(conn, run.job_id, n)
+    first_after = recipient_counts(first_port)
+
+    def grew(after: dict[str, float], before: dict[str, float], key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    run.second_worker_share = round(grew(second_after, second, "delivered") / n, 3)
+    run.redelivered = int(
+        grew(first_after, first, "duplicate") + grew(second_after, second, "duplicate")
+    )
 
 
 # ---------------------------------------------------------------- clean-up
@@ -490,6 +523,7 @@ def report_scaleout(runs: list[Run], n: int, repeat: int, per_batch: int) -> Non
         "two_workers_recipients_per_s": round(two),
         "ratio": round(two / one, 3),
         "filed_once": "true",  # every run checked it, or the benchmark stopped there
+        "redelivered": sum(r.redelivered or 0 for r in kept if r.mode == "two"),
     }
     details = {
         "repeat": repeat,

@@ -249,6 +249,7 @@ async def main(n: int, repeat: int, within: float) -> None:
                 floors.append(await floor_run(conn, redis, ids, app["appKey"], floor_job))
                 runs.append(result)
                 log(f"run {i + 1}: {result} (floor {floors[-1]})")
+                await wait_for_delivery(within=60, poll=0.5, quiet=True)  # nothing handed over
                 await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = ANY($1)", jobs)
                 await unlink_matching(redis, f"ph:cap:{{fo-{run}-*")
     finally:
