@@ -51,9 +51,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pool connection returned without asyncpg's reset query (``RESET ALL``, ``UNLISTEN
+    *``, advisory unlocks: a round trip per release, on every query made through the
+    pool). Pigeonhole sets no session state on pooled connections — no ``SET``, ``LISTEN``
+    or session advisory lock (the migration lock is taken and released on one connection
+    of its own) — so there is nothing to reset; an open transaction is still rolled back."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        connection_class=PooledConnection,
     )
     assert pool is not None
     return pool

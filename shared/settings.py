@@ -6,6 +6,7 @@ flags on a developer machine; production overrides them through the environment.
 
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -76,3 +77,7 @@ class DeliverySettings(CommonSettings):
     inbox_cap: int = 200
     # faust wants a data directory even with the in-memory store
     data_dir: str = ".stack/delivery"
+    # SendBatch events handled at once by one worker (across its partitions): while one
+    # batch waits on PostgreSQL, Redis or Kafka, another is personalized. Each holds at
+    # most one PostgreSQL connection at a time; keep it at or below db_pool_max.
+    batches_in_flight: int = Field(default=4, ge=1, le=64)

@@ -5,6 +5,12 @@ when the stream closes, so an agent that stops mid-event (a crash, a shutdown) w
 an event nobody handled. Here an event is acked only after ``runtime.handle`` returned,
 that is once it is delivered or dead-lettered; an event in flight when the worker stops
 is delivered again by whoever owns its partition next (filing is idempotent).
+
+Up to ``batches_in_flight`` events are handled at once, so PostgreSQL, Redis, Kafka and
+the worker's own CPU are busy at the same time instead of in turn. They may finish out
+of order; faust commits a partition's offset only up to the first event not yet acked,
+so a crash re-delivers every unfinished one and skips none. On a rebalance faust waits
+for the events in flight to be acked before it gives their partitions away.
 """
 
 from __future__ import annotations
@@ -43,13 +49,29 @@ async def deliver_batches(stream: Any) -> None:
     clients = await DeliveryClients.connect(settings)
     runtime = clients.runtime()
     holder.clients, holder.runtime = clients, runtime
-    try:
-        events = stream.noack()
-        async for event in events.events():
+    slots = asyncio.Semaphore(settings.batches_in_flight)
+    in_flight: set[asyncio.Task[None]] = set()
+
+    async def handle_and_ack(event: Any) -> None:
+        try:
             await _handle(runtime, event.message)
             await events.ack(event)  # delivered or dead-lettered: never before
             _record_lag(event.message)
+        finally:
+            slots.release()
+
+    try:
+        events = stream.noack()
+        async for event in events.events():
+            await slots.acquire()
+            task = asyncio.create_task(handle_and_ack(event))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
     finally:
+        # stopping: what is unfinished stays unacked and is delivered again by the next owner
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
         holder.clients = holder.runtime = None
         await clients.close()
 

@@ -61,11 +61,6 @@ async def load_contacts(pool: asyncpg.Pool, contact_ids: list[str]) -> dict[str,
 _COLUMNS = ("send_job_id", "contact_id", "content_id", "kind", "app_keys", "payload",
             "merge_values", "platforms", "max_views", "expires_at", "is_test")  # fmt: skip
 
-_FIRST_FILING = """
-INSERT INTO filed_batches (send_job_id, batch_seq) VALUES ($1, $2)
-ON CONFLICT DO NOTHING RETURNING true
-"""
-
 _INSERT_ENTRIES = """
 INSERT INTO inbox_entries (send_job_id, contact_id, content_id, kind, app_keys, payload,
                            merge_values, platforms, max_views, expires_at, is_test)
@@ -94,38 +89,38 @@ class Filing:
 async def file_batch(pool: asyncpg.Pool, filing: Filing) -> set[str]:
     """File the entries; return the contacts that got a new one (the rest already had it).
 
-    A batch filed for the first time (no ``filed_batches`` row yet) is written with one
-    COPY in the transaction that adds its row. A batch seen before — or one whose COPY
-    meets an entry already there (the same contact in an earlier batch of the job, cut
-    differently) — takes the per-row path, which keeps what is there and reports it."""
+    A batch is written with one COPY: one statement, so all of it or none of it. A batch
+    seen before (a redelivery, or a batch cut differently after the scheduler resumed)
+    meets an entry already there; its COPY fails on the entries' unique key, changing
+    nothing, and the batch is filed row by row instead, keeping what is there and
+    reporting it. A separate batch key written in a transaction with the COPY (BEGIN,
+    INSERT, COMMIT) would detect the same batches at three more round trips a batch
+    (measured: 16.4 against 14.0 ms per 1,000 entries), so the unique key is the one
+    record of what was filed."""
     if not filing.entries:
         return set()
     async with pool.acquire() as conn:
         try:
-            async with conn.transaction():
-                if await conn.fetchval(_FIRST_FILING, filing.job_id, filing.batch_seq):
-                    await conn.copy_records_to_table(
-                        "inbox_entries", records=_records(filing), columns=_COLUMNS
-                    )
-                    return {e.contact_id for e in filing.entries}
-        except asyncpg.UniqueViolationError:
-            pass  # rolled back, batch row included: file row by row below
-        async with conn.transaction():
-            await conn.execute(_FIRST_FILING, filing.job_id, filing.batch_seq)
-            rows = await conn.fetch(
-                _INSERT_ENTRIES,
-                filing.job_id,
-                filing.content.id,
-                filing.content.kind,
-                filing.app_keys,
-                filing.platforms,
-                filing.is_test,
-                [e.contact_id for e in filing.entries],
-                [e.payload for e in filing.entries],
-                [e.values for e in filing.entries],
-                [e.max_views for e in filing.entries],
-                [e.expires_at for e in filing.entries],
+            await conn.copy_records_to_table(
+                "inbox_entries", records=_records(filing), columns=_COLUMNS
             )
+            return {e.contact_id for e in filing.entries}
+        except asyncpg.UniqueViolationError:
+            pass  # seen before: nothing was written
+        rows = await conn.fetch(
+            _INSERT_ENTRIES,
+            filing.job_id,
+            filing.content.id,
+            filing.content.kind,
+            filing.app_keys,
+            filing.platforms,
+            filing.is_test,
+            [e.contact_id for e in filing.entries],
+            [e.payload for e in filing.entries],
+            [e.values for e in filing.entries],
+            [e.max_views for e in filing.entries],
+            [e.expires_at for e in filing.entries],
+        )
     return {r["contact_id"] for r in rows}
 
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,8 @@ def backoff(attempt: int, initial: float = 0.2, cap: float = 5.0) -> float:
 
 
 class DeliveryRuntime:
-    """Handles one event at a time: the decisions about retrying and dead-lettering."""
+    """Handles events (several at once: it keeps no state per event besides ``health``):
+    the decisions about retrying and dead-lettering."""
 
     def __init__(
         self,
@@ -147,8 +149,9 @@ class DeliveryRuntime:
                     return f"{type(exc).__name__}: {exc}"
                 continue
             self.health.mark_up()
-            for outcome in result.outcomes:
-                metrics.OUTCOMES.labels(outcome.outcome, outcome.reason or "").inc()
+            counts = Counter((o.outcome, o.reason or "") for o in result.outcomes)
+            for (outcome, reason), count in counts.items():  # once per batch, not per recipient
+                metrics.OUTCOMES.labels(outcome, reason).inc(count)
             return None
 
     async def _after_failure(

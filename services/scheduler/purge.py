@@ -7,9 +7,6 @@ short statement, so it never holds long locks or a huge transaction):
   while the batch may still be on pigeonhole.sends. A filed entry always expires after it
   was delivered, so the expiry index alone finds the rows. Evicted and deleted entries
   are only marked (never deleted before they expire), so they stay duplicates too.
-- the batch-level idempotency rows (``filed_batches``) once their batch cannot be replayed
-  (the same window). Should a batch come later all the same, its entries still make it
-  ``duplicate`` (the per-row path) while they are kept.
 - frequency-cap hits (``cap_hits``) older than the longest cap window + a margin.
 - personalization failures (``delivery_failures``) older than 30 days: what an operator
   reads to answer "why was this recipient skipped" for a recent send.
@@ -44,13 +41,6 @@ DELETE FROM inbox_entries
                LIMIT $2)
 """
 
-_PURGE_FILED_BATCHES_CHUNK = """
-DELETE FROM filed_batches
- WHERE ctid = ANY(ARRAY(SELECT ctid FROM filed_batches
-                         WHERE filed_at < now() - make_interval(secs => $1)
-                         LIMIT $2))
-"""
-
 _PURGE_CAP_HITS_CHUNK = """
 DELETE FROM cap_hits
  WHERE ctid = ANY(ARRAY(SELECT ctid FROM cap_hits
@@ -80,13 +70,6 @@ async def purge_expired(
     if total:
         log.info("expired inbox entries purged", extra={"purged": total})
     return total
-
-
-async def purge_filed_batches(
-    pool: asyncpg.Pool, chunk: int, replay_window_seconds: float = REPLAY_WINDOW_SECONDS
-) -> int:
-    """Delete the filed-batch rows of batches that can no longer be replayed."""
-    return await _in_chunks(pool, _PURGE_FILED_BATCHES_CHUNK, float(replay_window_seconds), chunk)
 
 
 async def purge_cap_hits(
@@ -127,7 +110,6 @@ async def purge_periodically(
     while not stop.is_set():
         try:
             await purge_expired(pool, grace_seconds, chunk)
-            await purge_filed_batches(pool, chunk)
             await purge_cap_hits(pool, chunk)
             await purge_delivery_failures(pool, chunk)
         except Exception as exc:  # the next interval tries again; the task never ends

@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from shared.personalization.dates import (
@@ -169,6 +170,20 @@ class Formula:
 
     def evaluate(self, values: Mapping[str, Any]) -> Any:
         return _eval(self.root, values)
+
+    @cached_property
+    def fields(self) -> tuple[str, ...]:
+        """The (case-folded) field names the formula reads: every function is pure, so
+        the result depends on these values alone."""
+        names: list[str] = []
+        stack: list[Node] = [self.root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, _Field):
+                names.append(node.name)
+            elif isinstance(node, _Call):
+                stack.extend(node.args)
+        return tuple(sorted(set(names)))
 
 
 def compile_formula(source: str) -> Formula:

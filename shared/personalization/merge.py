@@ -11,6 +11,10 @@ from shared.personalization.formulas import Formula, FormulaError, compile_formu
 _TAG = re.compile(r"%%([A-Za-z_][A-Za-z0-9_.\- ]{0,99})%%")
 
 
+# Formula results remembered per Personalizer (one per batch): bounds its memory.
+_MEMO_MAX = 4096
+
+
 class MergeTagError(ValueError):
     pass
 
@@ -69,6 +73,9 @@ class Personalizer:
         self._content_defaults = _folded(content_defaults)
         self._send_defaults = _folded(send_defaults)
         self._formulas: dict[str, Formula] = {}
+        # Results by the values a formula reads (recipients of one batch share most of
+        # them: a date, a plan, a city), so each distinct input is evaluated once.
+        self._results: dict[tuple[str, tuple[Any, ...]], Any] = {}
         for name, source in (formulas or {}).items():
             try:
                 self._formulas[name.casefold()] = compile_formula(source)
@@ -86,13 +93,27 @@ class Personalizer:
             if name in own:
                 continue
             try:
-                result = formula.evaluate(own)
+                result = self._evaluate(name, formula, own)
             except FormulaError as exc:
                 raise PersonalizationError(name, str(exc)) from exc
             if result is not None:
                 values[name] = result
         values.update(own)
         return values
+
+    def _evaluate(self, name: str, formula: Formula, own: Mapping[str, Any]) -> Any:
+        # keyed by type too: True, 1 and 1.0 are equal keys but may print differently
+        key = (name, tuple((type(v), v) for v in map(own.get, formula.fields)))
+        try:
+            return self._results[key]
+        except KeyError:
+            pass
+        except TypeError:  # a list or an object among the inputs: not memoized
+            return formula.evaluate(own)
+        result = formula.evaluate(own)
+        if len(self._results) < _MEMO_MAX:
+            self._results[key] = result
+        return result
 
     def render_tree(self, tree: Any, values: Mapping[str, Any]) -> Any:
         """Render every string inside a JSON-like tree."""

@@ -65,8 +65,7 @@ def json_renderer(tree: Any) -> JsonRenderer:
 
     def render(values: Mapping[str, str]) -> bytes:
         return b"".join(
-            part if isinstance(part, bytes) else _escaped(values.get(part, ""))
-            for part in merged
+            part if isinstance(part, bytes) else _escaped(values.get(part, "")) for part in merged
         )
 
     return render
