@@ -1,5 +1,6 @@
 """The floor for the sync benchmark: a bare ASGI endpoint on the same server stack
-(uvicorn, one worker) answering POST with a fixed body of a given size."""
+(uvicorn, FLOOR_WORKERS processes sharing the port: as many as sync runs) answering POST
+with a fixed body of a given size."""
 
 from __future__ import annotations
 
@@ -24,5 +25,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["FLOOR_PORT"]), log_level="warning",
+    workers = int(os.environ.get("FLOOR_WORKERS", "1"))
+    uvicorn.run("floor_app:app" if workers > 1 else app, host="127.0.0.1", workers=workers,
+                port=int(os.environ["FLOOR_PORT"]), log_level="warning",
                 access_log=False)  # fmt: skip

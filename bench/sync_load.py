@@ -4,11 +4,18 @@ messages" and "nothing new" paths, against a floor measured in the same run.
     .venv/bin/python bench/sync_load.py                   # 100,000 contacts x 20 messages
     .venv/bin/python bench/sync_load.py --contacts 5000 --duration 3 --repeat 1   # quick
 
-Setup writes the inbox entries straight into PostgreSQL (this measures sync, not
-delivery) and sets each contact's inbox version in Redis, from which the "nothing new"
-cursors are formed exactly as sync forms them. The floor is a bare ASGI app on the same
-server stack (uvicorn, one worker) returning a fixed body of the same size; the headline
-is ratio = sync rps / floor rps at the same concurrency.
+Setup writes the inbox entries straight into PostgreSQL as delivery files them (the
+content id and the recipient's merge-tag texts; this measures sync, not delivery) and
+sets each contact's inbox version in Redis, from which the "nothing new" cursors are
+formed exactly as sync forms them. The floor is a bare ASGI app on the same server stack
+(uvicorn, as many worker processes as the running sync service has: see --workers)
+returning a fixed body of the same size; the headline is ratio = sync rps / floor rps at
+the same concurrency. One line per path and concurrency:
+
+    BENCH sync path=nothing_new concurrency=16 workers=1 rps=... p50_ms=... p99_ms=...
+          floor_rps=... ratio=... errors=...
+
+then the summary line of every figure (also written to bench/results/sync.json).
 """
 
 from __future__ import annotations
@@ -33,12 +40,24 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PUBLISHER, REPO, SYNC, admin_token, median, report
+from bench.common import PUBLISHER, REPO, STATE_DIR, SYNC, admin_token, median, report
+from shared.personalization.stored import platform_bits
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from tests.seed_payloads import BOTTOM_BANNER
 
 FLOOR_PORT = 18089
+PATHS = {"new": "new_messages", "same": "nothing_new"}
+
+
+def sync_workers() -> int:
+    """How many processes serve the running sync service (its children, else itself)."""
+    try:
+        pid = int((STATE_DIR / "run" / "sync.pid").read_text())
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, ValueError):
+        return 1
+    return max(1, len(children))
 
 
 def ensure_wrk() -> str:
@@ -63,16 +82,16 @@ async def setup(contacts: int, pending: int) -> dict[str, Any]:
         ]["id"]
     run = uuid.uuid4().hex[:8]
     ids = [f"bs-{run}-{i}" for i in range(contacts)]
-    payload = json.loads(json.dumps(BOTTOM_BANNER).replace("%%First_Name%%", "Michael"))
+    values = json.dumps({"first_name": "Michael"})  # what delivery keeps of the recipient
     conn = await asyncpg.connect(settings.database_url)
     try:
         started = time.monotonic()
         await conn.execute(
             """INSERT INTO inbox_entries (send_job_id, contact_id, content_id, kind, app_keys,
-                                          payload, max_views, expires_at)
-               SELECT -m, c, $2, 'inapp', ARRAY[$3], $4::jsonb, 3, now() + interval '1 day'
+                                          merge_values, platforms, max_views, expires_at)
+               SELECT -m, c, $2, 'inapp', ARRAY[$3], $4::jsonb, $6, 3, now() + interval '1 day'
                  FROM unnest($1::text[]) AS c, generate_series(1, $5) AS m""",
-            ids, content_id, app["appKey"], json.dumps(payload), pending,
+            ids, content_id, app["appKey"], values, pending, platform_bits(BOTTOM_BANNER),
         )  # fmt: skip
         print(f"bench: {contacts * pending} inbox entries in {time.monotonic() - started:.1f}s")
     finally:
@@ -105,9 +124,31 @@ def wrk(
     return result
 
 
-def body_size(url: str, headers: dict[str, str], cursor: str | None) -> int:
+def body_size(url: str, headers: dict[str, str], cursor: str | None, pending: int) -> int:
     body = {"platform": "gcm", **({"cursor": cursor} if cursor else {})}
-    return len(httpx.post(f"{url}/v1/sync", json=body, headers=headers).content)
+    answer = httpx.post(f"{url}/v1/sync", json=body, headers=headers)
+    answer.raise_for_status()
+    if cursor is None and len(answer.json()["messages"]) != pending:
+        raise SystemExit(f"bench: sync returned {len(answer.json()['messages'])} of {pending}")
+    return len(answer.content)
+
+
+def start_floor(body_bytes: int, workers: int) -> subprocess.Popen[bytes]:
+    floor = subprocess.Popen(
+        [sys.executable, str(REPO / "bench" / "floor_app.py")],
+        env={**os.environ, "FLOOR_PORT": str(FLOOR_PORT), "FLOOR_BODY_BYTES": str(body_bytes),
+             "FLOOR_WORKERS": str(workers)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"http://127.0.0.1:{FLOOR_PORT}/", content=b"{}").raise_for_status()
+            time.sleep(1.0)  # every worker up, not only the first
+            return floor
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    floor.terminate()
+    raise SystemExit("bench: the floor app did not start")
 
 
 def measure(binary: str, args: argparse.Namespace, data: dict[str, Any]) -> dict[str, Any]:
@@ -117,31 +158,38 @@ def measure(binary: str, args: argparse.Namespace, data: dict[str, Any]) -> dict
     same_file.write_text("".join(f"{t} gcm.{data['version']}\n" for t in data["tokens"]))
     key = data["app"]["appKey"]
     first = {"X-App-Key": key, "Authorization": f"Bearer {data['tokens'][0]}"}
-    sizes = {"new": body_size(SYNC, first, None),
-             "same": body_size(SYNC, first, f"gcm.{data['version']}")}  # fmt: skip
+    sizes = {"new": body_size(SYNC, first, None, args.pending),
+             "same": body_size(SYNC, first, f"gcm.{data['version']}", args.pending)}  # fmt: skip
     results: dict[str, Any] = {}
     for path, lines in (("new", new_file), ("same", same_file)):
-        floor = subprocess.Popen(
-            [sys.executable, str(REPO / "bench" / "floor_app.py")],
-            env={**os.environ, "FLOOR_PORT": str(FLOOR_PORT), "FLOOR_BODY_BYTES": str(sizes[path])},
-        )  # fmt: skip
+        floor = start_floor(sizes[path], args.workers)
         try:
-            time.sleep(1.5)
             for concurrency in args.concurrency:
                 runs: dict[str, list[dict[str, Any]]] = {"sync": [], "floor": []}
                 for _ in range(args.repeat):  # side by side, alternating
                     runs["sync"].append(wrk(binary, SYNC, lines, key, concurrency, args.duration))
                     runs["floor"].append(wrk(binary, f"http://127.0.0.1:{FLOOR_PORT}", lines, key,
                                              concurrency, args.duration))  # fmt: skip
-                results[f"{path}_c{concurrency}"] = {
+                sides = {
                     side: {m: median([r[m] for r in rs]) for m in ("rps", "p50_ms", "p99_ms")}
                     | {"errors": sum(r["errors"] for r in rs)}
                     for side, rs in runs.items()
                 }
+                results[f"{path}_c{concurrency}"] = sides
+                print_path(PATHS[path], concurrency, args.workers, sides)
         finally:
             floor.terminate()
             floor.wait()
     return {"sizes": sizes, "results": results}
+
+
+def print_path(path: str, concurrency: int, workers: int, sides: dict[str, Any]) -> None:
+    sync, floor = sides["sync"], sides["floor"]
+    ratio = sync["rps"] / floor["rps"] if floor["rps"] else 0.0
+    print(f"BENCH sync path={path} concurrency={concurrency} workers={workers} "
+          f"rps={sync['rps']:.0f} p50_ms={sync['p50_ms']:.2f} p99_ms={sync['p99_ms']:.2f} "
+          f"floor_rps={floor['rps']:.0f} ratio={ratio:.3f} errors={sync['errors']}",
+          flush=True)  # fmt: skip
 
 
 async def cleanup(data: dict[str, Any]) -> None:
@@ -160,14 +208,28 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
                         default=[16, 64])  # fmt: skip
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes of the floor app: those of the running sync service "
+                             "(PIGEONHOLE_SYNC_WORKERS), which is the default; "
+                             "another number is refused")  # fmt: skip
     args = parser.parse_args()
+    running = sync_workers()
+    if args.workers is None:
+        args.workers = running
+    elif args.workers != running:
+        parser.error(
+            f"sync runs {running} worker process(es), not {args.workers}: restart it with "
+            f"PIGEONHOLE_SYNC_WORKERS={args.workers} (deploy/local/services.sh) first"
+        )
     binary = ensure_wrk()
     data = asyncio.run(setup(args.contacts, args.pending))
     try:
         measured = measure(binary, args, data)
     finally:
         asyncio.run(cleanup(data))
-    figures: dict[str, Any] = {"contacts": args.contacts, "pending": args.pending}
+    figures: dict[str, Any] = {
+        "contacts": args.contacts, "pending": args.pending, "workers": args.workers
+    }  # fmt: skip
     for name, sides in measured["results"].items():
         sync, floor = sides["sync"], sides["floor"]
         figures[f"{name}_rps"] = round(sync["rps"])

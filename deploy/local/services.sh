@@ -3,6 +3,8 @@
 #   services.sh up | down | status
 # Logs: $PIGEONHOLE_STATE_DIR/logs/<service>.log (JSON lines); pids in .../run/.
 # `up` leaves a healthy service alone and returns once every service answers /readyz.
+# PIGEONHOLE_SYNC_WORKERS=N (default 1) runs sync as N processes sharing its port, with
+# prometheus-client's multiprocess metrics in $PIGEONHOLE_STATE_DIR/run/sync-metrics.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -41,10 +43,16 @@ except Exception:
 PY
 }
 
-env_for() { # service port -> the environment variable that sets its port
+env_for() { # service port -> the environment variables that set its port (and processes)
   case "$1" in
     publisher) echo "PIGEONHOLE_PORT=$2" ;;
-    sync) echo "PIGEONHOLE_PORT=$2" ;;
+    sync)
+      echo "PIGEONHOLE_PORT=$2"
+      if ((${PIGEONHOLE_SYNC_WORKERS:-1} > 1)); then
+        echo "PIGEONHOLE_SYNC_WORKERS=$PIGEONHOLE_SYNC_WORKERS"
+        echo "PROMETHEUS_MULTIPROC_DIR=$RUN_DIR/sync-metrics" # emptied by sync at start
+      fi
+      ;;
     scheduler) echo "PIGEONHOLE_METRICS_PORT=$2" ;;
     delivery) echo "PIGEONHOLE_WEB_PORT=$2" ;;
   esac
@@ -60,7 +68,8 @@ start_one() { # name port
     return # started but not ready yet; wait_one decides
   fi
   cd "$REPO_DIR"
-  env "$(env_for "$name" "$port")" PIGEONHOLE_DATA_DIR="$STATE_DIR/delivery" \
+  local settings; mapfile -t settings < <(env_for "$name" "$port")
+  env -u PROMETHEUS_MULTIPROC_DIR -u PIGEONHOLE_SYNC_WORKERS "${settings[@]}" PIGEONHOLE_DATA_DIR="$STATE_DIR/delivery" \
     nohup "$PYTHON" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
   say "$name starting (pid $(cat "$pidfile"))"

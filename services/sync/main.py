@@ -1,14 +1,23 @@
-"""Sync wiring: settings, PostgreSQL pool, Redis, device routes, ops endpoints."""
+"""Sync wiring: settings, PostgreSQL pool, Redis, device routes, ops endpoints, and the
+processes that serve them (one, or N sharing a port)."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import os
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+import uvicorn
+from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from services.sync import routes
 from services.sync.auth import AppCache
@@ -16,10 +25,13 @@ from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import DeviceApi
 from shared.db import create_pool
 from shared.http_limits import InputGuard
+from shared.http_timeouts import TimedHttpToolsProtocol
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import NO_OTEL, install_ops_routes, serve_http
+from shared.ops import NO_OTEL, GracefulServer, install_ops_routes, serve_http
 from shared.settings import SyncSettings
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def create_app(settings: SyncSettings | None = None) -> FastAPI:
@@ -73,15 +85,97 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
         return {"postgres": postgres, "redis": redis}
 
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        _sum_metrics_of_all_processes(app)  # before install_ops_routes: the first route wins
     install_ops_routes(app, "sync", checks)
     return app
 
 
-def main() -> None:
+def _sum_metrics_of_all_processes(app: FastAPI) -> None:
+    """/metrics as the sum over the worker processes (prometheus-client multiprocess)."""
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def main(workers: int = 1) -> None:
     settings = SyncSettings()
     configure_logging("sync", settings.log_level)
-    serve_http(create_app(settings), settings)
+    app = create_app(settings)
+    if workers == 1:
+        serve_http(app, settings)
+    else:
+        serve_workers(app, settings, workers)
 
 
-if __name__ == "__main__":
-    main()
+def serve_workers(app: FastAPI, settings: SyncSettings, workers: int) -> None:
+    """``workers`` forked processes accepting on one listening socket, each serving ``app``
+    as ``shared.ops.serve_http`` does (same limits and time-outs). SIGTERM or SIGINT is
+    passed on to them and they finish in-flight requests; if one dies, the others are
+    stopped and the parent exits non-zero for the supervisor to start them again."""
+    listener = socket.create_server((settings.host, settings.port), backlog=settings.http_backlog)
+    listener.set_inheritable(True)
+    gc.freeze()  # what the children share stays shared (copy-on-write) until they change it
+    children = [_fork_worker(app, settings, listener) for _ in range(workers)]
+    listener.close()
+
+    def stop(signum: int, _: object) -> None:
+        for pid in children:
+            with suppress(ProcessLookupError):  # already gone
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    for _ in children:
+        _, status = os.wait()
+        if os.waitstatus_to_exitcode(status) != 0 and not failed:
+            failed = True
+            stop(signal.SIGTERM, None)
+    sys.exit(1 if failed else 0)
+
+
+def _fork_worker(app: FastAPI, settings: SyncSettings, listener: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server installs its own
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _stop_with_parent()
+        GracefulServer(_server_config(app, settings)).run(sockets=[listener])
+        code = 0
+    finally:
+        os._exit(code)  # never back into the parent's loop
+
+
+def _stop_with_parent() -> None:
+    """SIGTERM this process when its parent dies, even by SIGKILL (Linux), so no worker
+    is left holding the port."""
+    with suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # the parent died before that took effect
+        os._exit(1)
+
+
+def _server_config(app: FastAPI, settings: SyncSettings) -> uvicorn.Config:
+    """``shared.ops.serve_http``'s server, for a socket the parent made."""
+    protocol = TimedHttpToolsProtocol.with_limits(
+        settings.http_header_timeout_seconds,
+        settings.http_body_timeout_seconds,
+        settings.http_max_header_bytes,
+    )
+    return uvicorn.Config(
+        app,
+        http=protocol,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
+        limit_concurrency=settings.http_max_connections,
+    )
