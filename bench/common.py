@@ -248,6 +248,22 @@ def wal_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def redis_position(redis: aioredis.Redis) -> dict[str, int]:
+    """Redis's persistence counters: over a run, the AOF it appended, and the AOF rewrites
+    and RDB snapshots (each a fork and a child writing the whole dataset) it took."""
+    info = await redis.info("persistence")
+    return {key: int(info.get(key, 0)) for key in ("aof_current_size", "aof_rewrites", "rdb_saves")}
+
+
+def redis_since(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """The AOF growth is the size difference, unless a rewrite shrank the file meanwhile."""
+    return {
+        "aof_mb": round((after["aof_current_size"] - before["aof_current_size"]) / 2**20, 1),
+        "aof_rewrites": after["aof_rewrites"] - before["aof_rewrites"],
+        "rdb_snapshots": after["rdb_saves"] - before["rdb_saves"],
+    }
+
+
 def http_ready(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:

@@ -48,6 +48,8 @@ from bench.common import (
     insert_contacts,
     log,
     median,
+    redis_position,
+    redis_since,
     report,
     rss_mb,
     service_pid,
@@ -104,6 +106,7 @@ class Sampler:
 async def campaign_run(
     api: httpx.AsyncClient,
     conn: asyncpg.Connection,
+    redis: aioredis.Redis,
     source: int,
     app: dict[str, str],
     content_id: str,
@@ -113,7 +116,7 @@ async def campaign_run(
     body = {"name": "bench fanout", "content": {"inAppMessage": {"inAppContentId": content_id}},
             "include": [source], "appKeys": [app["appKey"]], "usingAppFrequency": True,
             "startNow": True, "batching": {"recipientsPerBatch": 1000}}  # fmt: skip
-    wal = await wal_position(conn)
+    wal, aof = await wal_position(conn), await redis_position(redis)
     with Sampler() as sampler:
         started = time.monotonic()
         response = await api.post("/campaigns", json=body)
@@ -122,11 +125,12 @@ async def campaign_run(
         await wait_for_outcomes(conn, job_id, n, within, started)
         seconds = time.monotonic() - started
     postgres = wal_since(wal, await wal_position(conn))
+    persistence = redis_since(aof, await redis_position(redis))
     await assert_filed_once(conn, job_id, n)
     if restarted := sampler.restarted():
         log(f"restarted during the run (by someone else?): {restarted}; RSS peaks are partial")
     return {"job_id": job_id, "seconds": seconds, "rss_peak_mb": dict(sampler.peak),
-            "restarted": restarted, **postgres}  # fmt: skip
+            "restarted": restarted, **postgres, **persistence}  # fmt: skip
 
 
 async def visible_to_sync(app: dict[str, str], ids: list[str]) -> None:
@@ -167,7 +171,7 @@ async def floor_run(
                                   PRIMARY KEY (send_job_id, contact_id))"""
     )
     try:
-        wal = await wal_position(conn)
+        wal, aof = await wal_position(conn), await redis_position(redis)
         started = time.monotonic()
         await conn.copy_records_to_table(
             table, records=rows, columns=["send_job_id", "contact_id", "merge_values"]
@@ -178,6 +182,7 @@ async def floor_run(
             await caps.admit(job_id, ids[start : start + CAP_CALL], scopes, now)
         seconds = time.monotonic() - started
         postgres = wal_since(wal, await wal_position(conn))
+        persistence = redis_since(aof, await redis_position(redis))
         row_bytes = await conn.fetchval(
             f"SELECT avg(pg_column_size(t.*)) FROM {table} t TABLESAMPLE SYSTEM (1)"
         )
@@ -185,7 +190,7 @@ async def floor_run(
         await conn.execute(f"DROP TABLE {table}")
     return {"seconds": seconds, "copy_seconds": copied - started,
             "caps_seconds": seconds - (copied - started),
-            "row_bytes": round(float(row_bytes or 0), 1), **postgres}  # fmt: skip
+            "row_bytes": round(float(row_bytes or 0), 1), **postgres, **persistence}  # fmt: skip
 
 
 async def setup(api: httpx.AsyncClient, run: str) -> tuple[dict[str, str], str, int]:
@@ -242,7 +247,7 @@ async def main(n: int, repeat: int, within: float) -> None:
         async with httpx.AsyncClient(base_url=PUBLISHER, headers=headers, timeout=60) as api:
             app, content_id, source = await setup(api, run)
             for i in range(repeat):  # side by side: campaign, then floor, per repetition
-                result = await campaign_run(api, conn, source, app, content_id, n, within)
+                result = await campaign_run(api, conn, redis, source, app, content_id, n, within)
                 jobs.append(result["job_id"])
                 await visible_to_sync(app, ids[:: max(1, n // SAMPLE)][:SAMPLE])
                 floor_job = -int(time.time() * 1000)

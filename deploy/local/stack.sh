@@ -360,11 +360,14 @@ pidfile $REDIS_PID
 logfile $LOG_DIR/redis.log
 loglevel notice
 dir $REDIS_DIR
-# Durable by AOF alone (fsynced every second); no RDB snapshots on top: deploy/README.md.
+# Durable by AOF alone (fsynced every second); no RDB snapshots on top, and the AOF
+# rewritten (compacted) less often than by default: deploy/README.md says why.
 appendonly yes
 appendfsync everysec
 appendfilename "appendonly.aof"
 save ""
+auto-aof-rewrite-percentage 200
+auto-aof-rewrite-min-size 512mb
 databases 16
 EOF
   if redis_ours_running; then
