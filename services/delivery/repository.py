@@ -145,9 +145,20 @@ async def insert_cap_hits(
     pool: asyncpg.Pool, job_id: int, contact_ids: list[str], scopes: list[str], at: datetime
 ) -> None:
     """Record that the send counted against ``scopes`` for each contact (the durable copy of
-    the Redis cap sets; see services/delivery/caps.py). One statement per batch."""
-    if contact_ids and scopes:
-        await pool.execute(_INSERT_CAP_HITS, job_id, contact_ids, scopes, at)
+    the Redis cap sets; see services/delivery/caps.py). One COPY per batch; a redelivered
+    batch (its hits already there) fails it on the primary key, changing nothing, and is
+    written with ON CONFLICT DO NOTHING instead."""
+    if not (contact_ids and scopes):
+        return
+    async with pool.acquire() as conn:
+        try:
+            await conn.copy_records_to_table(
+                "cap_hits",
+                records=[(job_id, c, scopes, at) for c in contact_ids],
+                columns=("send_job_id", "contact_id", "scopes", "counted_at"),
+            )
+        except asyncpg.UniqueViolationError:
+            await conn.execute(_INSERT_CAP_HITS, job_id, contact_ids, scopes, at)
 
 
 async def load_app_limits(pool: asyncpg.Pool, app_keys: list[str]) -> dict[str, dict[str, int]]:

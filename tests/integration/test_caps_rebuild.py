@@ -121,7 +121,8 @@ async def test_hits_older_than_every_window_are_neither_rebuilt_nor_kept(
     assert not await redis_client.exists(cap_key(old, "app:app"))
     assert await redis_client.zcard(cap_key(recent, "app:app")) == 1
 
-    assert await purge_cap_hits(pool, chunk=1) >= 1
+    # (the running scheduler's own purge, the same code, may have taken it first)
+    await purge_cap_hits(pool, chunk=1)
     assert await hits(pool, old) == []
     assert await hits(pool, recent) == [(1, ["app:app"])]
     await redis_client.delete(cap_key(recent, "app:app"))
