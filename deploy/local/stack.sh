@@ -366,8 +366,7 @@ appendonly yes
 appendfsync everysec
 appendfilename "appendonly.aof"
 save ""
-auto-aof-rewrite-percentage 200
-auto-aof-rewrite-min-size 512mb
+auto-aof-rewrite-min-size 256mb
 databases 16
 EOF
   if redis_ours_running; then
