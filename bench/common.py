@@ -222,7 +222,7 @@ async def wal_position(conn: asyncpg.Connection) -> dict[str, Any]:
     buffers to be written out (``wal_buffers_full``), the data pages backends had to write
     themselves (``buffers_backend``: shared_buffers full of dirty pages) and the
     checkpoints taken (``requested``: max_wal_size was reached, or one was forced, e.g. by a
-    test's CREATE DATABASE on this shared machine). ``wal`` is the LSN range, for
+    test creating or dropping a database on this shared machine). ``wal`` is the LSN range, for
     ``pg_waldump --stats`` (see deploy/README.md)."""
     row = await conn.fetchrow(
         """SELECT pg_current_wal_lsn()::text AS lsn,

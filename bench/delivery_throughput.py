@@ -42,7 +42,8 @@ every recipient of every run filed exactly once, no loss, no duplicate, checked 
 after the second worker has stopped and its partitions went back; redelivered: the
 recipients of batches handed to a worker again by those rebalances, which it reported as
 duplicates and did not file twice); bench/results/scaleout.json has each run and the
-second worker's share of the recipients (both from the workers' /metrics).
+second worker's share of the recipients (both from the workers' /metrics, which count
+every job: on a shared stack, others' duplicates too).
 Both workers share the machine's cores with PostgreSQL, Redis and Kafka, so the ratio
 says how far a second process helps on this machine, not on one with a core per worker.
 """
@@ -321,16 +322,16 @@ async def measure_two(
     within: float,
     second_port: int,
 ) -> None:
-    """A run with a second worker in the group; once it has stopped and its partitions are
-    back with the stack's worker (which gets any batch whose offset it had not committed),
-    every recipient must still be filed exactly once."""
+    """A run with a second worker in the group, stopped as soon as the run is over; once its
+    partitions are back with the stack's worker (which gets again any batch whose offset
+    it had not committed yet), every recipient must still be filed exactly once."""
     first_port = DeliverySettings().web_port
     first = recipient_counts(first_port)
     async with ExtraDeliveryWorker("delivery-bench-2", second_port):
         second = recipient_counts(second_port)
         await measure(run, n, messages, producer, conn, within)
-        await wait_for_delivery(within=60, poll=0.5, quiet=True)
-        second_after = recipient_counts(second_port)
+        second_after = recipient_counts(second_port)  # stopped at once: whatever offsets it
+        # had not committed yet go back to the stack's worker with its partitions
     await wait_for_delivery(within=60, poll=0.5, quiet=True)
     await assert_filed_once(conn, run.job_id, n)
     first_after = recipient_counts(first_port)
