@@ -26,7 +26,6 @@ from shared.events import (
     BatchDelivered,
     OutcomeDetail,
     Recipient,
-    RecipientOutcome,
     SendBatch,
     SkipReason,
 )
@@ -175,23 +174,27 @@ class BatchDeliverer:
         details: Mapping[str, OutcomeDetail] | None = None,
     ) -> BatchDelivered:
         details = details or {}
-        return BatchDelivered(
-            event_id=f"delivered-{batch.job_id}-{batch.batch_seq}",
-            job_id=batch.job_id,
-            batch_seq=batch.batch_seq,
-            content_id=batch.content_id,
-            is_test=batch.options.is_test,
-            outcomes=[
-                RecipientOutcome(
-                    contact_id=r.contact_id,
-                    outcome="skipped",
-                    reason=skipped[r.contact_id],
-                    detail=details.get(r.contact_id),
-                )
-                if r.contact_id in skipped
-                else RecipientOutcome(contact_id=r.contact_id, outcome="delivered")
-                for r in batch.recipients
-            ],
+        outcomes: list[dict[str, Any]] = []
+        for r in batch.recipients:
+            reason = skipped.get(r.contact_id)
+            if reason is None:
+                outcomes.append({"contact_id": r.contact_id, "outcome": "delivered"})
+            else:
+                detail = details.get(r.contact_id)
+                outcomes.append(
+                    {"contact_id": r.contact_id, "outcome": "skipped", "reason": reason,
+                     "detail": detail}
+                )  # fmt: skip
+        # validated as one document: one call instead of one per recipient
+        return BatchDelivered.model_validate(
+            {
+                "event_id": f"delivered-{batch.job_id}-{batch.batch_seq}",
+                "job_id": batch.job_id,
+                "batch_seq": batch.batch_seq,
+                "content_id": batch.content_id,
+                "is_test": batch.options.is_test,
+                "outcomes": outcomes,
+            }
         )
 
 
