@@ -158,8 +158,9 @@ def measure(binary: str, args: argparse.Namespace, data: dict[str, Any]) -> dict
     same_file.write_text("".join(f"{t} gcm.{data['version']}\n" for t in data["tokens"]))
     key = data["app"]["appKey"]
     first = {"X-App-Key": key, "Authorization": f"Bearer {data['tokens'][0]}"}
-    sizes = {"new": body_size(SYNC, first, None, args.pending),
-             "same": body_size(SYNC, first, f"gcm.{data['version']}", args.pending)}  # fmt: skip
+    sync = args.sync_url
+    sizes = {"new": body_size(sync, first, None, args.pending),
+             "same": body_size(sync, first, f"gcm.{data['version']}", args.pending)}  # fmt: skip
     results: dict[str, Any] = {}
     for path, lines in (("new", new_file), ("same", same_file)):
         floor = start_floor(sizes[path], args.workers)
@@ -167,7 +168,7 @@ def measure(binary: str, args: argparse.Namespace, data: dict[str, Any]) -> dict
             for concurrency in args.concurrency:
                 runs: dict[str, list[dict[str, Any]]] = {"sync": [], "floor": []}
                 for _ in range(args.repeat):  # side by side, alternating
-                    runs["sync"].append(wrk(binary, SYNC, lines, key, concurrency, args.duration))
+                    runs["sync"].append(wrk(binary, sync, lines, key, concurrency, args.duration))
                     runs["floor"].append(wrk(binary, f"http://127.0.0.1:{FLOOR_PORT}", lines, key,
                                              concurrency, args.duration))  # fmt: skip
                 sides = {
@@ -212,8 +213,13 @@ def main() -> None:
                         help="processes of the floor app: those of the running sync service "
                              "(PIGEONHOLE_SYNC_WORKERS), which is the default; "
                              "another number is refused")  # fmt: skip
+    parser.add_argument(
+        "--sync-url",
+        default=SYNC,
+        help="another sync server to measure (then --workers is not checked)",
+    )
     args = parser.parse_args()
-    running = sync_workers()
+    running = sync_workers() if args.sync_url == SYNC else args.workers or 1
     if args.workers is None:
         args.workers = running
     elif args.workers != running:
