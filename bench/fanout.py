@@ -115,7 +115,10 @@ async def campaign_run(
     content_id: str,
     n: int,
     within: float,
+    jobs: list[int],
 ) -> dict[str, Any]:
+    """Launch the campaign (its job id goes to ``jobs`` at once, for the clean-up) and wait
+    until every recipient has an outcome."""
     body = {"name": "bench fanout", "content": {"inAppMessage": {"inAppContentId": content_id}},
             "include": [source], "appKeys": [app["appKey"]], "usingAppFrequency": True,
             "startNow": True, "batching": {"recipientsPerBatch": 1000}}  # fmt: skip
@@ -125,6 +128,7 @@ async def campaign_run(
         response = await api.post("/campaigns", json=body)
         response.raise_for_status()
         job_id: int = response.json()["data"]["id"]
+        jobs.append(job_id)
         await wait_for_outcomes(conn, job_id, n, within, started)
         seconds = time.monotonic() - started
     postgres = wal_since(wal, await wal_position(conn))
@@ -256,8 +260,9 @@ async def main(n: int, repeat: int, within: float) -> None:
         async with httpx.AsyncClient(base_url=PUBLISHER, headers=headers, timeout=60) as api:
             app, content_id, source = await setup(api, run)
             for i in range(repeat):  # side by side: campaign, then floor, per repetition
-                result = await campaign_run(api, conn, redis, source, app, content_id, n, within)
-                jobs.append(result["job_id"])
+                result = await campaign_run(
+                    api, conn, redis, source, app, content_id, n, within, jobs
+                )
                 await visible_to_sync(app, ids[:: max(1, n // SAMPLE)][:SAMPLE])
                 floor_job = -int(time.time() * 1000)
                 floors.append(await floor_run(conn, redis, ids, app["appKey"], floor_job))
