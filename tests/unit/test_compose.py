@@ -118,3 +118,30 @@ def test_each_dependency_is_waited_for_until_healthy_or_done() -> None:
             assert "healthcheck" in services[target] or one_shot, target
             expected = "service_completed_successfully" if one_shot else "service_healthy"
             assert rule == {"condition": expected}, (name, target)
+
+
+def test_compose_and_the_local_stack_tune_postgres_and_redis_alike() -> None:
+    """deploy/README.md documents one tuning; both ways of running the stack carry it."""
+    stack = (REPO / "deploy" / "local" / "stack.sh").read_text()
+    tuned = ("shared_buffers", "wal_buffers", "max_wal_size", "checkpoint_timeout",
+             "checkpoint_completion_target", "wal_compression")  # fmt: skip
+    local = dict(
+        (name, value.strip())
+        for name, _, value in (line.partition(" = ") for line in stack.splitlines())
+        if name in tuned
+    )
+    command = compose()["services"]["postgres"]["command"]
+    docker = dict(arg.split("=", 1) for arg in command if "=" in arg)
+    assert set(local) == set(tuned)
+    assert docker == local
+    for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+        assert f"{setting} = on" in stack
+        assert not any(arg.startswith(f"{setting}=") for arg in command)  # the default: on
+
+    redis = compose()["services"]["redis"]["command"]
+    flags = dict(zip(redis[1::2], redis[2::2], strict=True))
+    assert flags == {"--appendonly": "yes", "--appendfsync": "everysec", "--save": "",
+                     "--auto-aof-rewrite-min-size": "256mb"}  # fmt: skip
+    for line in ("appendonly yes", "appendfsync everysec", 'save ""',
+                 "auto-aof-rewrite-min-size 256mb"):  # fmt: skip
+        assert f"\n{line}\n" in stack, line
