@@ -1,6 +1,8 @@
 """Does the scheduler's memory stay flat however large the audience? Launch a campaign to
 an N-contact query source (and, for comparison, to N/10) and sample the scheduler's
-resident memory while it schedules.
+resident memory while it schedules, and how fast it schedules: recipients per second and
+the scheduler's CPU time per recipient (the cores are shared with delivery, PostgreSQL,
+Redis and Kafka, so CPU per recipient is the figure that says what scheduling costs).
 
     .venv/bin/python bench/scheduler_memory.py              # N = 1,000,000
     .venv/bin/python bench/scheduler_memory.py --n 100000   # a quick run
@@ -9,12 +11,15 @@ Needs the stack (`make up`). The contacts are written straight into PostgreSQL w
 (the API import would dominate the run); the source, app, content and campaign go through
 the publisher API. The stack's scheduler is stopped so that the measured scheduler is the
 only one running; each phase starts a fresh ``python -m services.scheduler`` (metrics on a
-spare port) and samples VmRSS from /proc/<pid>/status every 0.5 s until the job is
-completed. Afterwards the benchmark's contacts, inbox entries and Redis inbox versions are
+spare port) and samples VmRSS from /proc/<pid>/status every 0.2 s until the job is
+completed; its CPU time (utime + stime, /proc/<pid>/stat) is read at launch and at the
+end. Afterwards the benchmark's contacts, inbox entries and Redis inbox versions are
 deleted and the stack's scheduler is started again (`deploy/local/services.sh up`).
 
 Figures go to stdout, to bench/results/scheduler_memory.json and to a last line
-``BENCH scheduler_memory n=... ratio=...`` where ratio = peak RSS at N / peak RSS at N/10.
+``BENCH scheduler_memory n=... ratio=...`` where ratio = peak RSS at N / peak RSS at N/10,
+``recipients_per_s`` is N over the job's launched_at -> completed_at, and
+``cpu_us_per_recipient`` the scheduler's CPU time over that run divided by N.
 """
 
 from __future__ import annotations
@@ -62,7 +67,8 @@ STACK_SCHEDULER_PORT = 9101
 BENCH_SCHEDULER_PORT = 19121
 RESULTS = REPO / "bench" / "results" / "scheduler_memory.json"
 COPY_CHUNK = 50_000
-SAMPLE_SECONDS = 0.5
+SAMPLE_SECONDS = 0.2
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def stop_stack_scheduler() -> None:
@@ -99,6 +105,11 @@ class Scheduler:
             if time.monotonic() > deadline:
                 raise SystemExit("the benchmark's scheduler was not ready within 60 s")
             time.sleep(0.2)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time the process has used so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -152,6 +163,8 @@ class Phase:
     recipients: int = 0
     batches_per_s: float = 0.0
     recipients_per_s: float = 0.0
+    cpu_seconds: float = 0.0  # the scheduler's, from launch to completion
+    cpu_us_per_recipient: float = 0.0
     rss_start_mb: float = 0.0
     rss_median_mb: float = 0.0
     rss_peak_mb: float = 0.0
@@ -187,6 +200,7 @@ async def run_phase(
     try:
         await asyncio.sleep(2)  # let it settle after start-up
         start_kib = rss_kib(scheduler.pid) or 0
+        start_cpu = scheduler.cpu_seconds()
         phase.job_id = await create_campaign(api, phase.run, app_key, content_id, batch)
         log(f"N={n:,}: campaign {phase.job_id} launched; sampling pid {scheduler.pid}")
         kibs: list[int] = []
@@ -209,6 +223,7 @@ async def run_phase(
                 last_report = time.monotonic()
             await asyncio.sleep(SAMPLE_SECONDS)
         end_kib = rss_kib(scheduler.pid) or kibs[-1]
+        phase.cpu_seconds = round(scheduler.cpu_seconds() - start_cpu, 2)
     finally:
         scheduler.stop()
     # from here on delivery skips this run's recipients as unknown: the backlog drains fast
@@ -226,11 +241,13 @@ async def run_phase(
     phase.batches, phase.recipients = job["batches_sent"], job["recipients_sent"]
     phase.batches_per_s = round(phase.batches / phase.seconds, 1)
     phase.recipients_per_s = round(phase.recipients / phase.seconds)
+    phase.cpu_us_per_recipient = round(phase.cpu_seconds / phase.recipients * 1e6, 2)
     phase.rss_start_mb, phase.rss_end_mb = mb(start_kib), mb(end_kib)
     phase.rss_median_mb = mb(int(statistics.median(kibs)))
     phase.rss_peak_mb = mb(max(kibs))
     log(
-        f"N={n:,}: {phase.seconds} s, {phase.recipients_per_s:,} recipients/s, RSS start "
+        f"N={n:,}: {phase.seconds} s, {phase.recipients_per_s:,} recipients/s, "
+        f"CPU {phase.cpu_seconds} s ({phase.cpu_us_per_recipient} µs a recipient), RSS start "
         f"{phase.rss_start_mb} MB, median {phase.rss_median_mb}, peak {phase.rss_peak_mb}, "
         f"end {phase.rss_end_mb}"
     )
@@ -296,6 +313,8 @@ async def main(n: int, batch: int) -> int:
         "seconds": large.seconds,
         "batches_per_s": large.batches_per_s,
         "recipients_per_s": large.recipients_per_s,
+        "cpu_seconds": large.cpu_seconds,
+        "cpu_us_per_recipient": large.cpu_us_per_recipient,
         "rss_start_mb": large.rss_start_mb,
         "rss_median_mb": large.rss_median_mb,
         "rss_peak_mb": large.rss_peak_mb,
@@ -314,7 +333,8 @@ async def main(n: int, batch: int) -> int:
     log(f"written {RESULTS.relative_to(REPO)}")
     print(
         f"BENCH scheduler_memory n={n} seconds={large.seconds} "
-        f"recipients_per_s={large.recipients_per_s} rss_start_mb={large.rss_start_mb} "
+        f"recipients_per_s={large.recipients_per_s} cpu_seconds={large.cpu_seconds} "
+        f"cpu_us_per_recipient={large.cpu_us_per_recipient} rss_start_mb={large.rss_start_mb} "
         f"rss_peak_mb={large.rss_peak_mb} rss_peak_small_mb={small.rss_peak_mb} ratio={ratio}",
         flush=True,
     )

@@ -5,6 +5,10 @@ every one of them (acks=all), so a crash between the two re-sends that page on r
 harmless, because delivery files at most one inbox entry per (send job, contact), and a
 re-sent batch keeps its batch_seq and event_id. No recipient is ever skipped. A job that
 pauses between batches (``pause_ms``) goes one batch at a time, checkpointed each.
+
+PostgreSQL, Python and Kafka work at the same time: the next page is read while this one
+is planned, produced and checkpointed. The read runs ahead of the checkpoint, never the
+checkpoint ahead of Kafka's acknowledgement, so a resume starts from the checkpoint.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from shared.failures import dependency_down
 from shared.topics import MAX_EVENT_BYTES, SENDS, partition_of
 
 log = logging.getLogger(__name__)
-# Recipients read per page, in batches; a short batch at a page's end is re-read with the
-# next page rather than sent short. A page is also what a crash may send twice.
+# Recipients read per page, in batches; a short batch at a page's end is carried over to
+# the next page rather than sent short. A page is also what a crash may send twice.
 PAGE_BATCHES = 4
 
 
@@ -69,33 +73,50 @@ class JobRunner:
         return True
 
     async def _run(self, job: ClaimedJob, lease: Lease) -> None:
-        cursor, seq = job.cursor, job.batches_sent
+        seq = job.batches_sent
         options = SendOptions.model_validate(job.options)
-        page = job.batch_size * PAGE_BATCHES
-        while True:
-            rows = await repository.fetch_audience_page(self.pool, job, cursor, page)
-            if not rows:
-                await repository.finish(self.pool, job.id, self.owner)
-                metrics.JOBS_COMPLETED.inc()
-                log.info("send job completed", extra={"job_id": job.id, "batches": seq})
-                return
-            batches = plan_batches(rows, job.batch_size, more_may_follow=len(rows) == page)
-            for group in _groups(batches, one_at_a_time=job.pause_ms > 0):
-                lease.check()
-                await self._produce(job, options, seq, group)
-                cursor = group[-1].last_key
-                status = await repository.checkpoint(
-                    self.pool, job.id, self.owner, self.lease_seconds, cursor,
-                    recipients=sum(len(b.recipients) for b in group), batches=len(group),
-                )  # fmt: skip
-                if status is None:
-                    raise LeaseLost(f"send job {job.id}: another scheduler holds the lease")
-                seq += len(group)
-                if status != "running" or self.stopping.is_set():
-                    log.info("send job stopped", extra={"job_id": job.id, "status": status})
+        pages = _Pages(self.pool, job, job.batch_size * PAGE_BATCHES)
+        carried: list[asyncpg.Record] = []  # a short batch left for the next page
+        try:
+            while True:
+                rows, last = await pages.next()
+                rows = carried + rows
+                batches = plan_batches(rows, job.batch_size, more_may_follow=not last)
+                carried = rows[sum(len(b.recipients) for b in batches) :]
+                for group in _groups(batches, one_at_a_time=job.pause_ms > 0):
+                    if not await self._send(job, options, lease, seq, group):
+                        return
+                    seq += len(group)
+                if last:
+                    await repository.finish(self.pool, job.id, self.owner)
+                    metrics.JOBS_COMPLETED.inc()
+                    log.info("send job completed", extra={"job_id": job.id, "batches": seq})
                     return
-                if job.pause_ms and not await self._pause(job):
-                    return
+        finally:
+            await pages.close()
+
+    async def _send(
+        self,
+        job: ClaimedJob,
+        options: SendOptions,
+        lease: Lease,
+        seq: int,
+        batches: Sequence[PlannedBatch],
+    ) -> bool:
+        """Produce and checkpoint batches numbered from ``seq``; False if the job is to stop
+        (paused, cancelled, or this scheduler is stopping)."""
+        lease.check()
+        await self._produce(job, options, seq, batches)
+        status = await repository.checkpoint(
+            self.pool, job.id, self.owner, self.lease_seconds, batches[-1].last_key,
+            recipients=sum(len(b.recipients) for b in batches), batches=len(batches),
+        )  # fmt: skip
+        if status is None:
+            raise LeaseLost(f"send job {job.id}: another scheduler holds the lease")
+        if status != "running" or self.stopping.is_set():
+            log.info("send job stopped", extra={"job_id": job.id, "status": status})
+            return False
+        return not job.pause_ms or await self._pause(job)
 
     async def _pause(self, job: ClaimedJob) -> bool:
         """The operator's pause between batches; False if the job was paused or cancelled
@@ -141,6 +162,33 @@ class JobRunner:
             metrics.PRODUCE_SECONDS.observe(elapsed)
             metrics.BATCHES.inc()
             metrics.RECIPIENTS.inc(len(batch.recipients))
+
+
+class _Pages:
+    """The job's audience page by page from its checkpoint, each page read while the one
+    before it is planned and produced."""
+
+    def __init__(self, pool: asyncpg.Pool, job: ClaimedJob, size: int) -> None:
+        self.pool, self.job, self.size = pool, job, size
+        self._next = asyncio.create_task(self._read(job.cursor))
+
+    async def _read(self, after: tuple[int, str]) -> list[asyncpg.Record]:
+        return await repository.fetch_audience_page(self.pool, self.job, after, self.size)
+
+    async def next(self) -> tuple[list[asyncpg.Record], bool]:
+        """The next page, and whether it is the last (a short page)."""
+        rows = await self._next
+        if len(rows) < self.size:
+            return rows, True
+        self._next = asyncio.create_task(self._read((rows[-1][0], rows[-1][1])))
+        return rows, False
+
+    async def close(self) -> None:
+        """Drop a page read ahead that will not be used (the job stopped or failed)."""
+        self._next.cancel()
+        await asyncio.wait([self._next])
+        if not self._next.cancelled():
+            self._next.exception()  # retrieved: however the unused read ended, it is moot
 
 
 def _groups(

@@ -2,6 +2,9 @@
 campaign and replaced leaves every recipient filed exactly once, and two schedulers
 running side by side never run one job at once.
 
+A scheduler produces a page of batches at a time (services/scheduler/runner.py), so the
+page in flight at a kill is what may go out twice.
+
 The stack's own scheduler is stopped for this module so that the tests decide which
 schedulers run; they start their own as extra processes (spare metrics ports, a 3-second
 lease so a killed holder's job is reclaimed quickly) and the stack's is started again at
@@ -30,6 +33,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka.structs import ConsumerRecord
 
+from services.scheduler.runner import PAGE_BATCHES
 from shared.events import SendBatch
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
@@ -307,15 +311,16 @@ async def test_a_scheduler_killed_mid_job_and_replaced_files_every_recipient_onc
         own_schedulers_only()
         first = await start_scheduler(schedulers, 19111, tmp_path)
         async with SendsTap(settings) as tap:
-            job_id = await launch(api, source_id, content_id, app["appKey"], 500, 0)
+            # small batches: 1,000 of them, so that the job runs long enough to be
+            # caught in the middle (a page of large ones goes out in milliseconds)
+            job_id = await launch(api, source_id, content_id, app["appKey"], 50, 0)
 
             # kill -9 the holder as soon as a fifth of the audience has gone out
             deadline = time.monotonic() + 60
-            while (data := await campaign(api, job_id))["recipientsProduced"] < count // 5:
-                assert data["status"] in ("scheduled", "running"), data
-                assert time.monotonic() < deadline, f"no progress in 60s: {data}"
-                await asyncio.sleep(0.02)
-            held = await job_row(pool, job_id)
+            while (held := await job_row(pool, job_id))["recipients_sent"] < count // 5:
+                assert held["status"] in ("scheduled", "running"), dict(held)
+                assert time.monotonic() < deadline, f"no progress in 60s: {dict(held)}"
+                await asyncio.sleep(0.005)
             first.kill()
             at_kill = await job_row(pool, job_id)
             assert held["lease_owner"] == first.owner, (
@@ -336,18 +341,20 @@ async def test_a_scheduler_killed_mid_job_and_replaced_files_every_recipient_onc
         await assert_each_contact_filed_once(pool, job_id, run, count)
         assert second.process.poll() is None
 
-        # On Kafka: everyone once, except at most the one batch in flight at the kill,
-        # which the new scheduler sends again under the same batch_seq.
+        # On Kafka: everyone once, except at most the one page in flight at the kill,
+        # which the new scheduler sends again under the same batch_seqs.
         recipients = tap.recipients(job_id)
         assert len(recipients) == count
         seqs = Counter(b.batch_seq for b in tap.batches[job_id])
-        resent = [seq for seq, n in seqs.items() if n > 1]
-        assert len(resent) <= 1, f"more than one batch re-sent: {resent}"
+        assert sorted(seqs) == list(range(len(seqs))), "batch_seq has gaps"
+        resent = sorted(seq for seq, n in seqs.items() if n > 1)
+        assert len(resent) <= PAGE_BATCHES, f"more than one page re-sent: {resent}"
+        assert resent == list(range(resent[0], resent[-1] + 1)) if resent else True, resent
         assert all(n == 2 for n in seqs.values() if n > 1), seqs
         again = {contact for contact, n in recipients.items() if n > 1}
         in_flight = {r.contact_id for b in tap.batches[job_id] if b.batch_seq in resent
                      for r in b.recipients}  # fmt: skip
-        assert again <= in_flight, "a recipient outside the re-sent batch went out twice"
+        assert again <= in_flight, "a recipient outside the re-sent page went out twice"
         assert all(n <= 2 for n in recipients.values())
     finally:
         await clean_up(pool, redis_client, run, job_id)

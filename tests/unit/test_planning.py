@@ -6,10 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import pytest
+from pydantic import TypeAdapter
 
-from services.scheduler.planning import AudienceRow, PlannedBatch, encode_batch, plan_batches
+from services.scheduler.planning import (
+    AudienceRow,
+    PlannedBatch,
+    encode_batch,
+    plan_batches,
+    recipient_json,
+)
 from shared.events import Recipient, SendBatch, SendOptions
 from shared.topics import BATCH_ENVELOPE_BYTES, MAX_EVENT_BYTES
 
@@ -87,8 +93,9 @@ def test_batches_are_cut_by_bytes_and_keep_every_recipient_once_in_order() -> No
     batches = plan_batches(page, 1000, max_bytes=10_000)
     assert len(batches) > 1
     for batch in batches:
-        # the recipients' list as it goes on the wire: objects, commas between, brackets
-        assert len(orjson.dumps([r.model_dump() for r in recipients(batch)])) <= 10_000 + 1
+        # the recipients' list as pydantic writes it: objects, commas between, brackets
+        written = TypeAdapter(list[Recipient]).dump_json(recipients(batch))
+        assert len(written) <= 10_000 + 1
     assert ids(batches) == [r.contact_id for r in page]
     assert [b.last_key for b in batches] == [(4, recipients(b)[-1].contact_id) for b in batches]
 
@@ -147,3 +154,11 @@ def test_a_send_batch_reads_as_delivery_reads_it_and_as_pydantic_writes_it() -> 
     )
     assert event == expected
     assert value == expected.model_dump_json().encode()
+
+
+def test_every_character_of_a_contact_id_is_written_as_pydantic_writes_it() -> None:
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for start in range(0, len(every), 65536):
+        contact_id = every[start : start + 65536]
+        expected = Recipient(contact_id=contact_id).model_dump_json()
+        assert recipient_json(contact_id, None) == expected
