@@ -366,3 +366,42 @@ class ExtraDeliveryWorker:
         log(f"{self.name}: stopped (exit {self.process.returncode})")
         self.process = None
         await self._settled(self.members_before, time.monotonic() + self.within)
+
+
+# Which part of the stack a process belongs to, by its command line (first match wins).
+_PARTS = (
+    ("delivery", "services.delivery"), ("scheduler", "services.scheduler"),
+    ("publisher", "services.publisher"), ("sync", "services.sync"),
+    ("postgres", "postgres"), ("redis", "redis-server"), ("kafka", "kafka.Kafka"),
+    ("kafka", "java"),
+)  # fmt: skip
+
+
+def cpu_seconds_by_part() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by the stack's processes, summed by part
+    (every PostgreSQL backend counts as postgres), plus ``other``: whatever else ran on
+    the machine (another benchmark, a test run). From /proc; empty where there is none."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir() if Path("/proc/self/stat").exists() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        values = fields.split()
+        used = (int(values[11]) + int(values[12])) / ticks
+        part = next((p for p, marker in _PARTS if marker in command or marker == name), "other")
+        if entry.name == str(os.getpid()):
+            part = "bench"
+        totals[part] = totals.get(part, 0.0) + used
+    return totals
+
+
+def cpu_since(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by part since ``before`` (processes that ended meanwhile are not counted)."""
+    now = cpu_seconds_by_part()
+    return {part: round(max(now[part] - before.get(part, 0.0), 0.0), 2) for part in sorted(now)}

@@ -48,6 +48,8 @@ from bench.common import (
     SYNC,
     admin_token,
     assert_filed_once,
+    cpu_seconds_by_part,
+    cpu_since,
     insert_contacts,
     log,
     median,
@@ -123,6 +125,7 @@ async def campaign_run(
             "include": [source], "appKeys": [app["appKey"]], "usingAppFrequency": True,
             "startNow": True, "batching": {"recipientsPerBatch": 1000}}  # fmt: skip
     wal, aof = await wal_position(conn), await redis_position(redis)
+    cpu = cpu_seconds_by_part()
     with Sampler() as sampler:
         started = time.monotonic()
         response = await api.post("/campaigns", json=body)
@@ -131,13 +134,14 @@ async def campaign_run(
         jobs.append(job_id)
         await wait_for_outcomes(conn, job_id, n, within, started)
         seconds = time.monotonic() - started
+    cpu_s = cpu_since(cpu)
     postgres = wal_since(wal, await wal_position(conn))
     persistence = redis_since(aof, await redis_position(redis))
     await assert_filed_once(conn, job_id, n)
     if restarted := sampler.restarted():
         log(f"restarted during the run (by someone else?): {restarted}; RSS peaks are partial")
     return {"job_id": job_id, "seconds": seconds, "rss_peak_mb": dict(sampler.peak),
-            "restarted": restarted, **postgres, **persistence}  # fmt: skip
+            "restarted": restarted, "cpu_s": cpu_s, **postgres, **persistence}  # fmt: skip
 
 
 async def visible_to_sync(app: dict[str, str], ids: list[str]) -> None:
@@ -270,11 +274,13 @@ async def main(n: int, repeat: int, within: float) -> None:
                 log(f"run {i + 1}: {result} (floor {floors[-1]})")
                 await wait_for_delivery(within=60, poll=0.5, quiet=True)  # nothing handed over
                 await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = ANY($1)", jobs)
+                await conn.execute("DELETE FROM cap_hits WHERE send_job_id = ANY($1)", jobs)
                 await unlink_matching(redis, f"ph:cap:{{fo-{run}-*")
     finally:
         await conn.execute("DELETE FROM contacts WHERE contact_id = ANY($1)", ids)
         await wait_for_delivery(within=600)
         await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = ANY($1)", jobs)
+        await conn.execute("DELETE FROM cap_hits WHERE send_job_id = ANY($1)", jobs)
         for pattern in (f"ph:cap:{{fo-{run}-*", f"ph:inbox:{{fo-{run}-*"):
             await unlink_matching(redis, pattern)
         await redis.aclose()
@@ -287,6 +293,10 @@ async def main(n: int, repeat: int, within: float) -> None:
         "scheduler_rss_peak_mb": max(r["rss_peak_mb"]["scheduler"] for r in runs),
         "delivery_rss_peak_mb": max(r["rss_peak_mb"]["delivery"] for r in runs),
         "visible_of_sample": f"{SAMPLE}/{SAMPLE}",
+        # what the campaign cost each part of the stack (the last run), in CPU seconds:
+        # their sum over the machine's cores is the least the run could have taken
+        "cpu_s": ",".join(f"{part}:{used:.0f}" for part, used in runs[-1]["cpu_s"].items()
+                          if used >= 0.5),
     }, {"runs": runs, "floors": floors,
         "signal": "stats_outcomes hold an outcome for every recipient (bench/common.py)",
         "floor": "COPY of (send_job_id, contact_id, merge_values jsonb) with that primary key, "
