@@ -162,6 +162,8 @@ def measure(binary: str, args: argparse.Namespace, data: dict[str, Any]) -> dict
     sizes = {"new": body_size(sync, first, None, args.pending),
              "same": body_size(sync, first, f"gcm.{data['version']}", args.pending)}  # fmt: skip
     results: dict[str, Any] = {}
+    if args.warmup:  # devices that phoned home before: their tokens are verified already
+        wrk(binary, sync, same_file, key, max(args.concurrency), args.warmup)
     for path, lines in (("new", new_file), ("same", same_file)):
         floor = start_floor(sizes[path], args.workers)
         try:
@@ -213,6 +215,13 @@ def main() -> None:
                         help="processes of the floor app: those of the running sync service "
                              "(PIGEONHOLE_SYNC_WORKERS), which is the default; "
                              "another number is refused")  # fmt: skip
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0,
+        help="seconds of untimed 'nothing new' phone homes first, so that tokens are "
+        "verified already as for devices that phoned home before (default 0: none)",
+    )
     parser.add_argument(
         "--sync-url",
         default=SYNC,
