@@ -12,7 +12,6 @@ lack the attribute ``C`` looks at.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,8 +156,9 @@ class _Compiler:
         return _OPS[op](self, json_path, tree.get("value"), f"{path}.value")
 
     def eq(self, json_path: str, value: Any, path: str) -> str:
-        scalar = self.param(json.dumps(_scalar(value, path)), "text")
-        return f"COALESCE(c.attributes #> {json_path} = {scalar}::jsonb, false)"
+        # a jsonb parameter, not text cast per row: a generic plan would parse it per row
+        scalar = self.param(_scalar(value, path), "jsonb")
+        return f"COALESCE(c.attributes #> {json_path} = {scalar}, false)"
 
     def ne(self, json_path: str, value: Any, path: str) -> str:
         return f"(NOT {self.eq(json_path, value, path)})"
@@ -166,9 +166,9 @@ class _Compiler:
     def in_(self, json_path: str, value: Any, path: str) -> str:
         if not isinstance(value, list) or not 0 < len(value) <= MAX_IN_VALUES:
             raise QueryError(path, f"'in' takes a list of 1..{MAX_IN_VALUES} values")
-        items = [json.dumps(_scalar(v, f"{path}.{i}")) for i, v in enumerate(value)]
-        listed = self.param(items, "text[]")
-        return f"COALESCE(c.attributes #> {json_path} = ANY({listed}::jsonb[]), false)"
+        items = [_scalar(v, f"{path}.{i}") for i, v in enumerate(value)]
+        listed = self.param(items, "jsonb[]")
+        return f"COALESCE(c.attributes #> {json_path} = ANY({listed}), false)"
 
     def compare(self, op: str, json_path: str, value: Any, path: str) -> str:
         sign, text = _COMPARISONS[op], f"(c.attributes #>> {json_path})"
@@ -185,8 +185,8 @@ class _Compiler:
         return f"(CASE {_typeof(json_path)} WHEN '{typed}' THEN {compared} ELSE false END)"
 
     def contains(self, json_path: str, value: Any, path: str) -> str:
-        element = self.param(json.dumps([_scalar(value, path)]), "text")
-        when = [f"WHEN 'array' THEN c.attributes #> {json_path} @> {element}::jsonb"]
+        element = self.param([_scalar(value, path)], "jsonb")
+        when = [f"WHEN 'array' THEN c.attributes #> {json_path} @> {element}"]
         if isinstance(value, str):
             needle = self.param(_text(value, path, min_len=1), "text")
             text = f"lower(c.attributes #>> {json_path})"
