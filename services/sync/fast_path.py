@@ -90,7 +90,7 @@ class DeviceApi(FastAPI):
         device = await _device(state.apps, headers)
         if device is None:
             return None
-        return await sync_body(state.pool, state.redis, device, platform, cursor)
+        return await sync_body(state.pool, state.versions, device, platform, cursor)
 
 
 def _phone_home(headers: dict[bytes, bytes], body: bytes) -> tuple[Any, str | None] | None:

@@ -29,6 +29,7 @@ from shared.http_timeouts import TimedHttpToolsProtocol
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import NO_OTEL, GracefulServer, install_ops_routes, serve_http
+from shared.redis_keys import InboxVersions
 from shared.settings import SyncSettings
 
 _PR_SET_PDEATHSIG = 1  # prctl(2)
@@ -43,6 +44,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
         app.state.redis = aioredis.from_url(settings.redis_url)
+        app.state.versions = InboxVersions(app.state.redis)
         app.state.apps = AppCache(app.state.pool)
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-sync")
         await app.state.producer.start()

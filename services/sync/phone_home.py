@@ -15,13 +15,12 @@ from typing import Literal
 import asyncpg
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
-from redis.asyncio import Redis
 
 from services.sync import metrics, repository
 from services.sync.auth import Device
 from services.sync.contents import CONTENTS, dumps_fields
 from shared.personalization.stored import PLATFORM_BITS
-from shared.redis_keys import inbox_version
+from shared.redis_keys import InboxVersions, inbox_version
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +34,28 @@ class SyncRequest(BaseModel):
     cursor: str | None = Field(default=None, max_length=64)
 
 
-async def current_version(redis: Redis, contact_id: str) -> str:
-    """The contact's inbox version. A missing key (new contact, or Redis lost its data) is
-    set to the current time in milliseconds, so a version never repeats one a device saw
-    before the loss."""
-    key = inbox_version(contact_id)
-    value = await redis.get(key)
+async def current_version(versions: InboxVersions, contact_id: str) -> str:
+    """The contact's inbox version (read in a batch with other phone homes'). A missing
+    key (new contact, or Redis lost its data) is set to the current time in milliseconds,
+    so a version never repeats one a device saw before the loss."""
+    value = await versions.get(contact_id)
     if value is None:
-        await redis.set(key, int(time.time() * 1000), nx=True)
-        value = await redis.get(key)
+        key = inbox_version(contact_id)
+        await versions.redis.set(key, int(time.time() * 1000), nx=True)
+        value = await versions.redis.get(key)
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def sync_body(
-    pool: asyncpg.Pool, redis: Redis, device: Device, platform: Platform, cursor: str | None
+    pool: asyncpg.Pool,
+    versions: InboxVersions,
+    device: Device,
+    platform: Platform,
+    cursor: str | None,
 ) -> bytes:
     """The phone home's answer as the JSON body the server sends (what any server path
     hands out unchanged)."""
-    version = await current_version(redis, device.contact_id)
+    version = await current_version(versions, device.contact_id)
     current = f"{platform}.{version}"
     tail = (
         b'"cursor":' + orjson.dumps(current)

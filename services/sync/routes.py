@@ -42,7 +42,7 @@ async def _publish(request: Request, device: Device, applied: list[events.Applie
 async def sync(body: phone_home.SyncRequest, request: Request, device: AuthenticatedDevice) -> Any:
     """The phone home: pending in-app messages for this platform, or "nothing new"."""
     answer = await phone_home.sync_body(
-        request.app.state.pool, request.app.state.redis, device, body.platform, body.cursor
+        request.app.state.pool, request.app.state.versions, device, body.platform, body.cursor
     )
     # serialized directly: FastAPI's generic encoder is slow for a page of messages
     return Response(answer, media_type="application/json")

@@ -20,6 +20,7 @@ from services.publisher import main as publisher_main
 from services.sync import main as sync_main
 from services.sync.auth import AppCache
 from shared.db import create_pool
+from shared.redis_keys import InboxVersions
 from shared.settings import CommonSettings, PublisherSettings, SyncSettings
 from tests.conftest import device_token
 from tests.seed_payloads import BOTTOM_BANNER
@@ -276,6 +277,7 @@ async def _sync_app(pool_dsn: str, redis_url: str) -> tuple[Any, httpx.AsyncClie
     app = sync_main.create_app(SyncSettings(database_url=pool_dsn, redis_url=redis_url))
     app.state.pool = await create_pool(pool_dsn, min_size=0)
     app.state.redis = aioredis.from_url(redis_url)
+    app.state.versions = InboxVersions(app.state.redis)
     app.state.apps = AppCache(app.state.pool)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sync")
     return app, client
