@@ -54,6 +54,9 @@ class SyncSettings(HttpServerSettings):
     max_body_bytes: int = 64 * 1024  # a batch of 100 events is about 20 KiB
     # Demo mode lets the sync service mint device tokens itself (never in production).
     demo_mode: bool = False
+    # Processes serving the one port (PIGEONHOLE_SYNC_WORKERS); more than one keeps the
+    # metrics in prometheus-client's multiprocess mode (services/sync/__main__.py).
+    workers: int = Field(default=1, ge=1, le=64, validation_alias="pigeonhole_sync_workers")
 
 
 class SchedulerSettings(CommonSettings):

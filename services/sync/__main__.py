@@ -13,10 +13,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from shared.settings import SyncSettings  # pydantic only: prometheus-client not imported yet
+
 parser = argparse.ArgumentParser(prog="python -m services.sync", description=__doc__)
-parser.add_argument(
-    "--workers", type=int, default=int(os.environ.get("PIGEONHOLE_SYNC_WORKERS") or 1)
-)
+parser.add_argument("--workers", type=int, default=SyncSettings().workers)
 workers = parser.parse_args().workers
 if workers < 1:
     parser.error("--workers must be at least 1")
