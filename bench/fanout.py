@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -46,6 +47,7 @@ import redis.asyncio as aioredis
 from bench.common import (
     PUBLISHER,
     SYNC,
+    ExtraDeliveryWorker,
     admin_token,
     assert_filed_once,
     cpu_seconds_by_part,
@@ -69,6 +71,7 @@ from shared.settings import CommonSettings
 from tests.seed_payloads import BOTTOM_BANNER
 
 LIMITS = {"perDay": 1000}
+SECOND_PORT = 9122  # web ports of the extra delivery workers (--delivery-workers)
 CAP_CALL = 10_000
 SAMPLE = 100
 
@@ -247,7 +250,18 @@ async def floors_only(n: int, repeat: int) -> None:
     }, {"floors": floors})  # fmt: skip
 
 
-async def main(n: int, repeat: int, within: float) -> None:
+async def main(n: int, repeat: int, within: float, delivery_workers: int = 1) -> None:
+    """With ``delivery_workers`` 2, a second worker joins the stack's consumer group for
+    the campaigns (the floor is the same either way)."""
+    async with contextlib.AsyncExitStack() as workers:
+        for extra in range(1, delivery_workers):
+            await workers.enter_async_context(
+                ExtraDeliveryWorker(f"delivery-fanout-{extra + 1}", SECOND_PORT + extra - 1)
+            )
+        await _main(n, repeat, within, delivery_workers)
+
+
+async def _main(n: int, repeat: int, within: float, delivery_workers: int) -> None:
     settings = CommonSettings()
     run = uuid.uuid4().hex[:8]
     ids = [f"fo-{run}-{i}" for i in range(n)]
@@ -287,7 +301,8 @@ async def main(n: int, repeat: int, within: float) -> None:
         await conn.close()
     seconds, floor = median([r["seconds"] for r in runs]), median([f["seconds"] for f in floors])
     report("fanout", {
-        "n": n, "repeat": repeat, "seconds": round(seconds, 2),
+        "n": n, "repeat": repeat, "delivery_workers": delivery_workers,
+        "seconds": round(seconds, 2),
         "recipients_per_s": round(n / seconds), "floor_seconds": round(floor, 2),
         "ratio": round(seconds / floor, 2),
         "scheduler_rss_peak_mb": max(r["rss_peak_mb"]["scheduler"] for r in runs),
@@ -313,10 +328,19 @@ if __name__ == "__main__":
         default=None,
         help="time limit of one campaign run in s (default: max(120, n / 2000))",
     )
+    parser.add_argument(
+        "--delivery-workers",
+        type=int,
+        choices=(1, 2, 3),
+        default=1,
+        help="delivery workers in the consumer group during the campaigns "
+        "(the stack's, plus extra ones started and stopped here)",
+    )
     parser.add_argument("--floor-only", action="store_true",
                         help="measure the floor alone (BENCH fanout_floor)")  # fmt: skip
     args = parser.parse_args()
     if args.floor_only:
         asyncio.run(floors_only(args.n, args.repeat))
     else:
-        asyncio.run(main(args.n, args.repeat, args.within or max(120.0, args.n / 2000)))
+        within = args.within or max(120.0, args.n / 2000)
+        asyncio.run(main(args.n, args.repeat, within, args.delivery_workers))
