@@ -119,27 +119,31 @@ class GracefulServer(uvicorn.Server):
         yield
 
 
-def serve_http(app: FastAPI, settings: HttpServerSettings) -> None:
-    """Run an HTTP service until SIGTERM; no uvicorn access log (metrics cover it).
-
-    Slow and idle clients are timed out (``shared.http_timeouts``) and connections beyond
-    ``http_max_connections`` are answered 503 at once, so no client can hold the process.
-    """
+def server_config(app: FastAPI, settings: HttpServerSettings, **bind: Any) -> uvicorn.Config:
+    """The uvicorn server every HTTP service runs: slow and idle clients are timed out
+    (``shared.http_timeouts``) and connections beyond ``http_max_connections`` are
+    answered 503 at once, so no client can hold the process. ``bind``: host, port and
+    backlog, left out when the caller hands the server a socket of its own."""
     protocol = TimedHttpToolsProtocol.with_limits(
         settings.http_header_timeout_seconds,
         settings.http_body_timeout_seconds,
         settings.http_max_header_bytes,
     )
-    config = uvicorn.Config(
+    return uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
         http=protocol,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
         timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
         limit_concurrency=settings.http_max_connections,
-        backlog=settings.http_backlog,
+        **bind,
+    )
+
+
+def serve_http(app: FastAPI, settings: HttpServerSettings) -> None:
+    """Run an HTTP service until SIGTERM; no uvicorn access log (metrics cover it)."""
+    config = server_config(
+        app, settings, host=settings.host, port=settings.port, backlog=settings.http_backlog
     )
     GracefulServer(config).run()  # on uvloop when installed (uvicorn's loop="auto")

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 import redis.asyncio as aioredis
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -25,10 +24,9 @@ from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import DeviceApi
 from shared.db import create_pool
 from shared.http_limits import InputGuard
-from shared.http_timeouts import TimedHttpToolsProtocol
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import NO_OTEL, GracefulServer, install_ops_routes, serve_http
+from shared.ops import NO_OTEL, GracefulServer, install_ops_routes, serve_http, server_config
 from shared.redis_keys import InboxVersions
 from shared.settings import SyncSettings
 
@@ -149,7 +147,7 @@ def _fork_worker(app: FastAPI, settings: SyncSettings, listener: socket.socket) 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the server installs its own
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _stop_with_parent()
-        GracefulServer(_server_config(app, settings)).run(sockets=[listener])
+        GracefulServer(server_config(app, settings)).run(sockets=[listener])
         code = 0
     finally:
         os._exit(code)  # never back into the parent's loop
@@ -163,21 +161,3 @@ def _stop_with_parent() -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() == 1:  # the parent died before that took effect
         os._exit(1)
-
-
-def _server_config(app: FastAPI, settings: SyncSettings) -> uvicorn.Config:
-    """``shared.ops.serve_http``'s server, for a socket the parent made."""
-    protocol = TimedHttpToolsProtocol.with_limits(
-        settings.http_header_timeout_seconds,
-        settings.http_body_timeout_seconds,
-        settings.http_max_header_bytes,
-    )
-    return uvicorn.Config(
-        app,
-        http=protocol,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
-        limit_concurrency=settings.http_max_connections,
-    )
