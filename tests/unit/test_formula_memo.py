@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.personalization import Personalizer, compile_formula
 
 
@@ -13,7 +15,7 @@ def test_a_formula_reads_the_fields_it_names() -> None:
 def test_results_are_the_same_whether_remembered_or_not() -> None:
     formulas = {"when": 'format(Dated, "dd-MM-yyyy")', "shout": "upper(Name)"}
     batch = Personalizer({}, formulas, {})
-    recipients = [
+    recipients: list[dict[str, Any]] = [
         {"dated": "2026-11-21", "name": "ada"},
         {"dated": "2026-11-21", "name": "bob"},
         {"dated": 1, "name": True},  # equal keys to 1.0 and 1 below, printed differently
