@@ -7,15 +7,19 @@ that is once it is delivered or dead-lettered; an event in flight when the worke
 is delivered again by whoever owns its partition next (filing is idempotent).
 
 Up to ``batches_in_flight`` events are handled at once, so PostgreSQL, Redis, Kafka and
-the worker's own CPU are busy at the same time instead of in turn. They may finish out
-of order; faust commits a partition's offset only up to the first event not yet acked,
-so a crash re-delivers every unfinished one and skips none. On a rebalance faust waits
-for the events in flight to be acked before it gives their partitions away.
+the worker's own CPU are busy at the same time instead of in turn: events of different
+partitions side by side, those of one partition one after the other, in order. A
+contact's batches all travel one partition (its bucket's), so its entries are filed in
+the order its sends were scheduled (the App Inbox lists newest first by that order).
+faust commits a partition's offset only up to the first event not yet acked, so a crash
+re-delivers every unfinished one and skips none. On a rebalance faust waits for the
+events in flight to be acked before it gives their partitions away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -51,22 +55,32 @@ async def deliver_batches(stream: Any) -> None:
     holder.clients, holder.runtime = clients, runtime
     slots = asyncio.Semaphore(settings.batches_in_flight)
     in_flight: set[asyncio.Task[None]] = set()
+    last_of: dict[int, asyncio.Task[None]] = {}  # the newest event's task, per partition
 
-    async def handle_and_ack(event: Any) -> None:
+    async def handle_and_ack(event: Any, before: asyncio.Task[None] | None) -> None:
         try:
+            if before is not None:  # the partition's previous event first
+                await asyncio.wait([before])
             await _handle(runtime, event.message)
             await events.ack(event)  # delivered or dead-lettered: never before
             _record_lag(event.message)
         finally:
             slots.release()
 
+    def forget(partition: int, task: asyncio.Task[None]) -> None:
+        in_flight.discard(task)
+        if last_of.get(partition) is task:
+            del last_of[partition]
+
     try:
         events = stream.noack()
         async for event in events.events():
             await slots.acquire()
-            task = asyncio.create_task(handle_and_ack(event))
+            partition = event.message.partition
+            task = asyncio.create_task(handle_and_ack(event, last_of.get(partition)))
             in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+            last_of[partition] = task
+            task.add_done_callback(functools.partial(forget, partition))
     finally:
         # stopping: what is unfinished stays unacked and is delivered again by the next owner
         for task in in_flight:
