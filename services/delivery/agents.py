@@ -7,10 +7,13 @@ that is once it is delivered or dead-lettered; an event in flight when the worke
 is delivered again by whoever owns its partition next (filing is idempotent).
 
 Up to ``batches_in_flight`` events are handled at once, so PostgreSQL, Redis, Kafka and
-the worker's own CPU are busy at the same time instead of in turn: events of different
-partitions side by side, those of one partition one after the other, in order. A
-contact's batches all travel one partition (its bucket's), so its entries are filed in
-the order its sends were scheduled (the App Inbox lists newest first by that order).
+the worker's own CPU are busy at the same time instead of in turn. Order is kept where it
+matters: a contact's batches all travel one partition (its bucket's), so within a
+partition a batch of another send job waits for every batch before it, and a contact's
+entries are filed in the order its sends were scheduled (the App Inbox lists newest first
+by that order). Consecutive batches of one job (the scheduler walks an audience bucket by
+bucket, so a big send's batches come in runs on one partition) name different contacts
+and go side by side.
 faust commits a partition's offset only up to the first event not yet acked, so a crash
 re-delivers every unfinished one and skips none. On a rebalance faust waits for the
 events in flight to be acked before it gives their partitions away.
@@ -19,8 +22,9 @@ events in flight to be acked before it gives their partitions away.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -55,32 +59,30 @@ async def deliver_batches(stream: Any) -> None:
     holder.clients, holder.runtime = clients, runtime
     slots = asyncio.Semaphore(settings.batches_in_flight)
     in_flight: set[asyncio.Task[None]] = set()
-    last_of: dict[int, asyncio.Task[None]] = {}  # the newest event's task, per partition
+    runs: dict[int, _Run] = {}  # per partition: the run of one job's events now coming
 
-    async def handle_and_ack(event: Any, before: asyncio.Task[None] | None) -> None:
+    async def handle_and_ack(event: Any, before: list[asyncio.Task[None]]) -> None:
         try:
-            if before is not None:  # the partition's previous event first
-                await asyncio.wait([before])
+            if before:  # the partition's events of other jobs before it first
+                await asyncio.wait(before)
             await _handle(runtime, event.message)
             await events.ack(event)  # delivered or dead-lettered: never before
             _record_lag(event.message)
         finally:
             slots.release()
 
-    def forget(partition: int, task: asyncio.Task[None]) -> None:
-        in_flight.discard(task)
-        if last_of.get(partition) is task:
-            del last_of[partition]
-
     try:
         events = stream.noack()
         async for event in events.events():
             await slots.acquire()
-            partition = event.message.partition
-            task = asyncio.create_task(handle_and_ack(event, last_of.get(partition)))
+            partition, job = event.message.partition, job_of(event.message.value)
+            run = runs.get(partition)
+            if run is None or job is None or run.job != job:
+                run = runs[partition] = _Run(job, before=run.members if run else [])
+            task = asyncio.create_task(handle_and_ack(event, run.before))
+            run.members.append(task)
             in_flight.add(task)
-            last_of[partition] = task
-            task.add_done_callback(functools.partial(forget, partition))
+            task.add_done_callback(in_flight.discard)
     finally:
         # stopping: what is unfinished stays unacked and is delivered again by the next owner
         for task in in_flight:
@@ -88,6 +90,27 @@ async def deliver_batches(stream: Any) -> None:
         await asyncio.gather(*in_flight, return_exceptions=True)
         holder.clients = holder.runtime = None
         await clients.close()
+
+
+@dataclass
+class _Run:
+    """Consecutive events of one job on one partition: each waits for ``before`` (the
+    previous run's events, which waited for theirs), not for each other."""
+
+    job: int | None
+    before: list[asyncio.Task[None]]
+    members: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+_JOB_ID = re.compile(rb'"job_id":(-?[0-9]{1,19})[,}]')
+
+
+def job_of(value: bytes | None) -> int | None:
+    """The job id of a SendBatch as the scheduler writes it (the envelope's fields come
+    before its recipients), read without decoding the batch; None when it is not found
+    (such an event is ordered after everything before it)."""
+    match = _JOB_ID.search(value[:512]) if value else None
+    return int(match.group(1)) if match else None
 
 
 async def _handle(runtime: DeliveryRuntime, message: Any) -> None:
