@@ -372,8 +372,7 @@ class ExtraDeliveryWorker:
 _PARTS = (
     ("delivery", "services.delivery"), ("scheduler", "services.scheduler"),
     ("publisher", "services.publisher"), ("sync", "services.sync"),
-    ("postgres", "postgres"), ("redis", "redis-server"), ("kafka", "kafka.Kafka"),
-    ("kafka", "java"),
+    ("postgres", "postgres"), ("redis", "redis-server"), ("kafka", "java"),
 )  # fmt: skip
 
 

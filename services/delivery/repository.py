@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,8 @@ async def file_batch(pool: asyncpg.Pool, filing: Filing) -> set[str]:
     if not filing.entries:
         return set()
     async with pool.acquire() as conn:
-        try:
-            await conn.copy_records_to_table(
-                "inbox_entries", records=_records(filing), columns=_COLUMNS
-            )
+        if await _copy_new(conn, "inbox_entries", _COLUMNS, _records(filing)):
             return {e.contact_id for e in filing.entries}
-        except asyncpg.UniqueViolationError:
-            pass  # seen before: nothing was written
         rows = await conn.fetch(
             _INSERT_ENTRIES,
             filing.job_id,
@@ -150,15 +146,24 @@ async def insert_cap_hits(
     written with ON CONFLICT DO NOTHING instead."""
     if not (contact_ids and scopes):
         return
+    columns = ("send_job_id", "contact_id", "scopes", "counted_at")
     async with pool.acquire() as conn:
-        try:
-            await conn.copy_records_to_table(
-                "cap_hits",
-                records=[(job_id, c, scopes, at) for c in contact_ids],
-                columns=("send_job_id", "contact_id", "scopes", "counted_at"),
-            )
-        except asyncpg.UniqueViolationError:
+        if not await _copy_new(
+            conn, "cap_hits", columns, [(job_id, c, scopes, at) for c in contact_ids]
+        ):
             await conn.execute(_INSERT_CAP_HITS, job_id, contact_ids, scopes, at)
+
+
+async def _copy_new(
+    conn: PoolConnectionProxy, table: str, columns: tuple[str, ...], records: list[tuple[Any, ...]]
+) -> bool:
+    """COPY the rows of a batch; False, having written nothing (one statement), when one
+    of them is there already: the batch was seen before and takes the per-row path."""
+    try:
+        await conn.copy_records_to_table(table, records=records, columns=columns)
+    except asyncpg.UniqueViolationError:
+        return False
+    return True
 
 
 async def load_app_limits(pool: asyncpg.Pool, app_keys: list[str]) -> dict[str, dict[str, int]]:

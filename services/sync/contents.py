@@ -49,18 +49,21 @@ class CompiledContent:
         return rendered
 
 
+def _message_fields(template: Mapping[str, Any]) -> dict[str, Any]:
+    """What a device gets of a platform's template."""
+    return {
+        "template": template.get("template"),
+        "rules": template.get("rules", []),
+        "content": template.get("content", {}),
+    }
+
+
 def _fields_renderer(body: Mapping[str, Any], platform: str) -> JsonRenderer | None:
     payload = body.get("payload")
     template = payload.get(platform) if isinstance(payload, dict) else None
     if not isinstance(template, dict):
         return None
-    render = json_renderer(
-        {
-            "template": template.get("template"),
-            "rules": template.get("rules", []),
-            "content": template.get("content", {}),
-        }
-    )
+    render = json_renderer(_message_fields(template))
     return lambda values: render(values)[1:-1]  # the fields, without the object's braces
 
 
@@ -96,9 +99,4 @@ CONTENTS = ContentCache()
 def dumps_fields(template: Mapping[str, Any]) -> bytes:
     """The same fields for an entry stored rendered (filed before values were stored, or
     a content whose URLs are personalized)."""
-    fields = {
-        "template": template.get("template"),
-        "rules": template.get("rules", []),
-        "content": template.get("content", {}),
-    }
-    return orjson.dumps(fields)[1:-1]
+    return orjson.dumps(_message_fields(template))[1:-1]
