@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from services.sync import events, inbox, metrics, phone_home
+from services.sync import events, inbox, metrics, phone_home, preferences
 from services.sync.auth import Device, authenticate
 from shared.events import MessageEngaged
 from shared.http_limits import BIGINT_MAX
@@ -133,6 +133,31 @@ async def delete(
     message_id: MessageId, request: Request, device: AuthenticatedDevice
 ) -> dict[str, Any]:
     return await _mark(request, device, message_id, "delete")
+
+
+@router.get("/v1/preferences")
+async def get_preferences(request: Request, device: AuthenticatedDevice) -> dict[str, Any]:
+    """The app's subscription categories, each with the contact's choice."""
+    return await preferences.read(request.app.state.pool, device.app.app_key, device.contact_id)
+
+
+@router.put("/v1/preferences")
+async def put_preferences(
+    body: preferences.PutPreferences, request: Request, device: AuthenticatedDevice
+) -> dict[str, Any]:
+    """Opt the contact in (``true``) or out (``false``) of the app's categories named."""
+    try:
+        return await preferences.change(
+            request.app.state.pool, request.app.state.producer, device.app.app_key,
+            device.contact_id, body,
+        )  # fmt: skip
+    except preferences.UndeclaredCategories as exc:
+        detail = [
+            {"loc": ["body", "subscriptions", name[:100]], "msg": "not a category of this app",
+             "type": "value_error"}
+            for name in exc.names
+        ]  # fmt: skip
+        raise HTTPException(422, detail) from exc
 
 
 @router.get("/sdk/inbox.js", include_in_schema=False)

@@ -1,10 +1,11 @@
-"""Request bodies of /apps (frequency limits, deep-link schemes) and /tag-caps."""
+"""Request bodies of /apps (frequency limits, deep-link schemes, subscription categories)
+and /tag-caps."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, field_validator
 
 from services.publisher.content import url_policy
 from services.publisher.fields import (
@@ -52,3 +53,30 @@ class PutTagCap(Strict):
 
     maxCount: int = Field(ge=1, le=100_000)
     periodSeconds: int = Field(ge=1, le=31 * 86400)
+
+
+MAX_CATEGORIES = 50
+
+
+class SubscriptionCategory(Strict):
+    """A subscription category as devices show it: ``name`` is what content's ``category``
+    and a contact's ``subscriptions`` use; ``description`` is for people."""
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=500)
+
+
+class PutCategories(Strict):
+    """``PUT /apps/{key}/categories``: the list given replaces the app's, in its order."""
+
+    categories: list[SubscriptionCategory] = Field(max_length=MAX_CATEGORIES)
+
+    @field_validator("categories")
+    @classmethod
+    def _distinct(cls, categories: list[SubscriptionCategory]) -> list[SubscriptionCategory]:
+        seen: set[str] = set()
+        for category in categories:
+            if category.name in seen:
+                raise ValueError(f"category {category.name!r} is declared twice")
+            seen.add(category.name)
+        return categories

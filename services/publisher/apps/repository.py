@@ -45,6 +45,17 @@ async def set_deep_link_schemes(
     return row
 
 
+async def set_categories(
+    pool: asyncpg.Pool, app_key: str, categories: list[dict[str, str]]
+) -> asyncpg.Record | None:
+    """Replace the app's subscription categories; None when there is no such app."""
+    return await pool.fetchrow(
+        "UPDATE apps SET subscription_categories = $2 WHERE app_key = $1 RETURNING *",
+        app_key,
+        categories,
+    )
+
+
 async def get_app(pool: asyncpg.Pool, app_key: str) -> asyncpg.Record | None:
     return await pool.fetchrow("SELECT * FROM apps WHERE app_key = $1", app_key)
 

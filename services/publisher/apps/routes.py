@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 
 from services.publisher.apps import repository, use_cases
-from services.publisher.apps.models import CreateApp, PutTagCap, UpdateApp
+from services.publisher.apps.models import CreateApp, PutCategories, PutTagCap, UpdateApp
 from services.publisher.auth import Principal, require
 from services.publisher.errors import ApiError, envelope
 
@@ -37,6 +37,24 @@ async def update_app(
 ) -> dict[str, Any]:
     """Change an app's ``deepLinkSchemes`` (the list given replaces the app's)."""
     return envelope(await use_cases.update_app(request.app.state.pool, app_key, body))
+
+
+@router.put("/apps/{app_key}/categories")
+async def put_categories(
+    app_key: str, body: PutCategories, request: Request, _: AppAdmin
+) -> dict[str, Any]:
+    """Declare the subscription categories devices of this app show and change
+    (``GET/PUT /v1/preferences``); the list given replaces the app's."""
+    categories = await use_cases.put_categories(request.app.state.pool, app_key, body)
+    return envelope({"appKey": app_key, "categories": categories})
+
+
+@router.get("/apps/{app_key}/categories")
+async def get_categories(app_key: str, request: Request, _: AppAdmin) -> dict[str, Any]:
+    row = await repository.get_app(request.app.state.pool, app_key)
+    if row is None:
+        raise ApiError(404, f"no app with key {app_key!r}")
+    return envelope({"appKey": app_key, "categories": list(row["subscription_categories"])})
 
 
 TagPath = Annotated[str, Path(min_length=1, max_length=100)]

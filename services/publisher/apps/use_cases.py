@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from services.publisher.apps import repository
-from services.publisher.apps.models import CreateApp, UpdateApp
+from services.publisher.apps.models import CreateApp, PutCategories, UpdateApp
 from services.publisher.errors import ApiError
 
 
@@ -37,6 +37,17 @@ async def update_app(pool: asyncpg.Pool, app_key: str, command: UpdateApp) -> di
     return app_view(row, include_secret=False)
 
 
+async def put_categories(
+    pool: asyncpg.Pool, app_key: str, command: PutCategories
+) -> list[dict[str, str]]:
+    """Declare the app's subscription categories. Contacts keep their choices for a
+    category dropped here (delivery still honours an opt-out); devices stop showing it."""
+    categories = [c.model_dump() for c in command.categories]
+    if await repository.set_categories(pool, app_key, categories) is None:
+        raise ApiError(404, f"no app with key {app_key!r}")
+    return categories
+
+
 def app_view(row: dict[str, Any] | asyncpg.Record, *, include_secret: bool) -> dict[str, Any]:
     view = {
         "appKey": row["app_key"],
@@ -44,6 +55,7 @@ def app_view(row: dict[str, Any] | asyncpg.Record, *, include_secret: bool) -> d
         "frequencyLimits": row["frequency_limits"],
         "nextSyncAfterSeconds": row["next_sync_after_seconds"],
         "deepLinkSchemes": list(row["deep_link_schemes"]),
+        "categories": list(row.get("subscription_categories") or []),
     }
     if include_secret:
         view["appSecret"] = row["secret"]
