@@ -96,7 +96,7 @@ FLOWS: tuple[Flow, ...] = (
         topics.CONTACTS,
         events.ContactUpserted,
         "the contact id (`contact_id`), so that one contact's changes are applied in order",
-        ("upstream",),
+        ("upstream", "sync"),
         ("publisher",),
         events.ContactUpserted(
             event_id="c-13507-1",
