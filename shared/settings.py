@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.topics import SENDS
+
 
 class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PIGEONHOLE_", extra="ignore")
@@ -84,3 +86,9 @@ class DeliverySettings(CommonSettings):
     # batch waits on PostgreSQL, Redis or Kafka, another is personalized. Each holds at
     # most one PostgreSQL connection at a time; keep it at or below db_pool_max.
     batches_in_flight: int = Field(default=4, ge=1, le=64)
+    # Delivery processes `make up` runs in the one consumer group (PIGEONHOLE_DELIVERY_WORKERS;
+    # deploy/local/services.sh): the Nth serves web_port + N - 1. More than the partitions
+    # of pigeonhole.sends would leave the extra ones without any partition.
+    workers: int = Field(
+        default=1, ge=1, le=SENDS.partitions, validation_alias="pigeonhole_delivery_workers"
+    )

@@ -51,13 +51,39 @@ def listening_pid(port: int) -> int | None:
 
 
 def service_pid(name: str) -> int:
+    """The pid in ``name``'s pid file: a service ("delivery": its first worker) or one
+    process of it ("delivery-2")."""
     return int((STATE_DIR / "run" / f"{name}.pid").read_text().strip())
 
 
+def service_processes(name: str) -> dict[str, int]:
+    """The stack's processes of service ``name`` that have a pid file and are alive, by
+    process name: {"delivery": pid, "delivery-2": pid, ...} (services.sh names them)."""
+    found: dict[str, int] = {}
+    files = [STATE_DIR / "run" / f"{name}.pid", *(STATE_DIR / "run").glob(f"{name}-*.pid")]
+    for path in files:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(path.read_text().strip())
+            if alive(pid) and runs_service(pid, name):
+                found[path.stem] = pid
+    return dict(sorted(found.items(), key=lambda item: process_index(item[0])))
+
+
+def process_index(process: str) -> int:
+    """delivery -> 1, delivery-2 -> 2, ..."""
+    return int(process.rsplit("-", 1)[1]) if "-" in process else 1
+
+
+def delivery_port(process: str) -> int:
+    """The web port services.sh gives the delivery process ``process`` (9102, 9103, ...)."""
+    return PORTS["delivery"] + process_index(process) - 1
+
+
 def stop_stack_service(name: str, sig: signal.Signals = signal.SIGTERM, within: float = 30) -> None:
-    """Signal the stack's ``name`` service (the pid in its pid file, and whatever process of
-    that service serves its port) and wait until it has exited."""
-    candidates = {listening_pid(PORTS[name])}
+    """Signal every process of the stack's ``name`` service (the pids in its pid files, and
+    whatever process of that service serves its port) and wait until they have exited."""
+    candidates: set[int | None] = {listening_pid(PORTS[name])}
+    candidates.update(service_processes(name).values())
     with contextlib.suppress(OSError, ValueError):
         candidates.add(service_pid(name))
     for pid in candidates:
@@ -71,10 +97,11 @@ def stop_stack_service(name: str, sig: signal.Signals = signal.SIGTERM, within: 
             time.sleep(0.1)
 
 
-def start_stack_services() -> int:
-    """Start whatever of the four services is not running (idempotent) and wait until all
-    are ready; return the script's exit code."""
+def start_stack_services(*names: str, env: dict[str, str] | None = None) -> int:
+    """Start whatever of the four services (or of ``names``) is not running (idempotent)
+    and wait until all are ready; return the script's exit code. ``env`` adds settings,
+    e.g. {"PIGEONHOLE_DELIVERY_WORKERS": "3"} (fewer than run stops the extra ones)."""
     return subprocess.run(
-        ["bash", "deploy/local/services.sh", "up"], cwd=REPO, check=False, timeout=240,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ["bash", "deploy/local/services.sh", "up", *names], cwd=REPO, check=False, timeout=240,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})},
     ).returncode  # fmt: skip

@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
 # Start, stop and report the four Pigeonhole services as background processes.
-#   services.sh up | down | status
-# Logs: $PIGEONHOLE_STATE_DIR/logs/<service>.log (JSON lines); pids in .../run/.
-# `up` leaves a healthy service alone and returns once every service answers /readyz.
-# PIGEONHOLE_SYNC_WORKERS=N (default 1) runs sync as N processes sharing its port, with
+#   services.sh up | down | status [publisher|sync|scheduler|delivery]...  (default: all four)
+# Logs: $PIGEONHOLE_STATE_DIR/logs/<process>.log (JSON lines); pids in .../run/<process>.pid.
+# `up` leaves a healthy process alone and returns once every process answers /readyz.
+#
+# How many processes, from the settings (shared/settings.py; environment variables only):
+# PIGEONHOLE_DELIVERY_WORKERS=N (default 1) runs N delivery workers in the one consumer
+# group: "delivery" on $PIGEONHOLE_DELIVERY_WEB_PORT (9102), "delivery-2" on the next port,
+# ..., each with its own faust data dir ($PIGEONHOLE_STATE_DIR/<process>). `up` with fewer
+# than are running stops the extra ones; `down` stops them all.
+# PIGEONHOLE_SYNC_WORKERS=M (default 1) runs sync as M processes sharing its port, with
 # prometheus-client's multiprocess metrics in $PIGEONHOLE_STATE_DIR/run/sync-metrics.
+# Prometheus (deploy/local/stack.sh) reads the delivery ports from the targets file that
+# `up` and `down` write: $PIGEONHOLE_STATE_DIR/prometheus/targets/delivery.json.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 STATE_DIR="${PIGEONHOLE_STATE_DIR:-$REPO_DIR/.stack}"
 LOG_DIR="$STATE_DIR/logs"
 RUN_DIR="$STATE_DIR/run"
+TARGETS_DIR="$STATE_DIR/prometheus/targets"
 PYTHON="${PIGEONHOLE_PYTHON:-$REPO_DIR/.venv/bin/python}"
 READY_TIMEOUT="${PIGEONHOLE_READY_TIMEOUT:-90}"
+DELIVERY_PORT="${PIGEONHOLE_DELIVERY_WEB_PORT:-9102}"
 
-# name:port of the endpoint serving /healthz, /readyz and /metrics
+# service:port of the endpoint serving /healthz, /readyz and /metrics (delivery: the first)
 SERVICES=(
   "publisher:${PIGEONHOLE_PUBLISHER_PORT:-8080}"
   "sync:${PIGEONHOLE_SYNC_PORT:-8081}"
   "scheduler:${PIGEONHOLE_SCHEDULER_METRICS_PORT:-9101}"
-  "delivery:${PIGEONHOLE_DELIVERY_WEB_PORT:-9102}"
+  "delivery:$DELIVERY_PORT"
 )
 
 say() { echo "services: $*"; }
@@ -43,22 +53,64 @@ except Exception:
 PY
 }
 
-env_for() { # service port -> the environment variables that set its port (and processes)
+counts() { # -> "DELIVERY_WORKERS SYNC_WORKERS", validated by the settings classes
+  local out
+  if ! out="$(cd "$REPO_DIR" && "$PYTHON" -c 'from shared.settings import DeliverySettings as D, SyncSettings as S
+print(D().workers, S().workers)' 2>&1)"; then
+    echo "services: ERROR: the process counts in the settings are not valid:" >&2
+    echo "$out" | grep -v '^Traceback\|^  File\|^    ' >&2
+    exit 2
+  fi
+  echo "$out"
+}
+
+process_name() { # delivery index -> delivery, delivery-2, ...
+  if (($1 == 1)); then echo delivery; else echo "delivery-$1"; fi
+}
+
+delivery_port() { # delivery, delivery-2, ... -> its web port
+  if [[ $1 == delivery ]]; then echo "$DELIVERY_PORT"; else echo $((DELIVERY_PORT + ${1#delivery-} - 1)); fi
+}
+
+# process:port of every process the settings ask for, in start order
+processes() { # delivery_workers services...
+  local workers=$1 entry name i; shift
+  for entry in "${SERVICES[@]}"; do
+    name=${entry%%:*}
+    [[ " $* " == *" $name "* ]] || continue
+    if [[ $name == delivery ]]; then
+      for ((i = 1; i <= workers; i++)); do echo "$(process_name "$i"):$((DELIVERY_PORT + i - 1))"; done
+    else
+      echo "$entry"
+    fi
+  done
+}
+
+running_extra_deliveries() { # process names of delivery-K with a pid file, K ascending
+  local file
+  for file in "$RUN_DIR"/delivery-*.pid; do
+    [[ -e "$file" ]] || continue
+    file=${file##*/}
+    echo "${file%.pid}"
+  done | sort -t- -k2 -n
+}
+
+env_for() { # process port -> the environment variables that set its port (and processes)
   case "$1" in
     publisher) echo "PIGEONHOLE_PORT=$2" ;;
     sync)
       echo "PIGEONHOLE_PORT=$2"
-      if ((${PIGEONHOLE_SYNC_WORKERS:-1} > 1)); then
-        echo "PIGEONHOLE_SYNC_WORKERS=$PIGEONHOLE_SYNC_WORKERS"
+      if ((SYNC_WORKERS > 1)); then
+        echo "PIGEONHOLE_SYNC_WORKERS=$SYNC_WORKERS"
         echo "PROMETHEUS_MULTIPROC_DIR=$RUN_DIR/sync-metrics" # emptied by sync at start
       fi
       ;;
     scheduler) echo "PIGEONHOLE_METRICS_PORT=$2" ;;
-    delivery) echo "PIGEONHOLE_WEB_PORT=$2" ;;
+    delivery*) echo "PIGEONHOLE_WEB_PORT=$2" ;;
   esac
 }
 
-start_one() { # name port
+start_one() { # process port
   local name=$1 port=$2 pidfile="$RUN_DIR/$1.pid"
   if pid_alive "$pidfile" && ready "$port"; then
     say "$name already running on 127.0.0.1:$port"
@@ -69,13 +121,14 @@ start_one() { # name port
   fi
   cd "$REPO_DIR"
   local settings; mapfile -t settings < <(env_for "$name" "$port")
-  env -u PROMETHEUS_MULTIPROC_DIR -u PIGEONHOLE_SYNC_WORKERS "${settings[@]}" PIGEONHOLE_DATA_DIR="$STATE_DIR/delivery" \
-    nohup "$PYTHON" -m "services.$name" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
+  env -u PROMETHEUS_MULTIPROC_DIR -u PIGEONHOLE_SYNC_WORKERS -u PIGEONHOLE_DELIVERY_WORKERS \
+    "${settings[@]}" PIGEONHOLE_DATA_DIR="$STATE_DIR/$name" \
+    nohup "$PYTHON" -m "services.${name%%-*}" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$pidfile"
   say "$name starting (pid $(cat "$pidfile"))"
 }
 
-wait_one() { # name port
+wait_one() { # process port
   local name=$1 port=$2 pidfile="$RUN_DIR/$1.pid" waited=0
   until ready "$port"; do
     if ! pid_alive "$pidfile"; then
@@ -96,7 +149,7 @@ wait_one() { # name port
   say "$name ready on 127.0.0.1:$port"
 }
 
-stop_one() { # name
+stop_one() { # process
   local name=$1 pidfile="$RUN_DIR/$1.pid" pid waited=0
   if ! pid_alive "$pidfile"; then
     rm -f "$pidfile"
@@ -117,7 +170,34 @@ stop_one() { # name
   say "$name stopped"
 }
 
+write_delivery_targets() { # the delivery processes Prometheus scrapes (file_sd), atomically
+  local targets=() name
+  for name in delivery $(running_extra_deliveries); do
+    targets+=("\"127.0.0.1:$(delivery_port "$name")\"")
+  done
+  mkdir -p "$TARGETS_DIR"
+  local IFS=,
+  echo "[{\"targets\": [${targets[*]}]}]" >"$TARGETS_DIR/.delivery.json.new"
+  mv "$TARGETS_DIR/.delivery.json.new" "$TARGETS_DIR/delivery.json"
+}
+
+status_line() { # process port
+  local name=$1 port=$2 state extra=""
+  if ready "$port"; then state=ready; elif pid_alive "$RUN_DIR/$name.pid"; then state="running, not ready"; else state=stopped; fi
+  if [[ $name == sync ]] && pid_alive "$RUN_DIR/sync.pid"; then
+    local children; children=$(wc -w <"/proc/$(cat "$RUN_DIR/sync.pid")/task/$(cat "$RUN_DIR/sync.pid")/children" 2>/dev/null || echo 0)
+    if ((children > 1)); then extra="  ($children processes)"; fi
+  fi
+  printf '%-11s %-20s 127.0.0.1:%s%s\n' "$name" "$state" "$port" "$extra"
+}
+
 cmd=${1:-}
+shift || true
+wanted=("$@")
+((${#wanted[@]})) || wanted=(publisher sync scheduler delivery)
+for name in "${wanted[@]}"; do
+  [[ " publisher sync scheduler delivery " == *" $name "* ]] || { echo "services: unknown service '$name'" >&2; exit 2; }
+done
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 # One `up` or `down` at a time: two overlapping runs would start a service twice and
 # lose track of one of them. (The services are started with the lock's descriptor closed.)
@@ -127,21 +207,41 @@ if [[ "$cmd" == up || "$cmd" == down ]]; then
 fi
 case "$cmd" in
   up)
-    for entry in "${SERVICES[@]}"; do start_one "${entry%%:*}" "${entry##*:}"; done
-    for entry in "${SERVICES[@]}"; do wait_one "${entry%%:*}" "${entry##*:}"; done
+    read -r DELIVERY_WORKERS SYNC_WORKERS < <(counts)
+    [[ -n "${SYNC_WORKERS:-}" ]] || exit 2
+    mapfile -t PROCS < <(processes "$DELIVERY_WORKERS" "${wanted[@]}")
+    if [[ " ${wanted[*]} " == *" delivery "* ]]; then # scaled down: the extra ones stop
+      for name in $(running_extra_deliveries); do
+        if ((${name#delivery-} > DELIVERY_WORKERS)); then stop_one "$name"; fi
+      done
+    fi
+    for entry in "${PROCS[@]}"; do start_one "${entry%%:*}" "${entry##*:}"; done
+    write_delivery_targets
+    for entry in "${PROCS[@]}"; do wait_one "${entry%%:*}" "${entry##*:}"; done
     ;;
   down)
-    for entry in "${SERVICES[@]}"; do stop_one "${entry%%:*}"; done
+    for name in "${wanted[@]}"; do
+      if [[ $name == delivery ]]; then
+        for extra in $(running_extra_deliveries); do stop_one "$extra"; done
+      fi
+      stop_one "$name"
+    done
+    write_delivery_targets
     ;;
   status)
     for entry in "${SERVICES[@]}"; do
-      name=${entry%%:*} port=${entry##*:}
-      if ready "$port"; then state=ready; elif pid_alive "$RUN_DIR/$name.pid"; then state="running, not ready"; else state=stopped; fi
-      printf '%-10s %-20s 127.0.0.1:%s\n' "$name" "$state" "$port"
+      name=${entry%%:*}
+      [[ " ${wanted[*]} " == *" $name "* ]] || continue
+      status_line "$name" "${entry##*:}"
+      if [[ $name == delivery ]]; then
+        for extra in $(running_extra_deliveries); do
+          status_line "$extra" "$(delivery_port "$extra")"
+        done
+      fi
     done
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status [publisher|sync|scheduler|delivery]..." >&2
     exit 2
     ;;
 esac

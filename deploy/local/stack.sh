@@ -658,8 +658,11 @@ prom_install() {
   say "prometheus installed ($(prometheus --version 2>&1 | awk 'NR == 1 {print $3}'))"
 }
 
-prom_write_conf() { # the four services of deploy/local/services.sh, scraped every 2 s
-  mkdir -p "$PROM_DIR/data"
+prom_write_conf() { # the services of deploy/local/services.sh, scraped every 2 s
+  mkdir -p "$PROM_DIR/data" "$PROM_DIR/targets"
+  # every delivery process: services.sh rewrites this file for the count it runs
+  [[ -f "$PROM_DIR/targets/delivery.json" ]] ||
+    echo "[{\"targets\": [\"127.0.0.1:${PIGEONHOLE_DELIVERY_WEB_PORT:-9102}\"]}]" >"$PROM_DIR/targets/delivery.json"
   cat >"$PROM_DIR/prometheus.yml" <<EOF
 # Written by deploy/local/stack.sh on every 'up'. The docker-compose twin is
 # deploy/prometheus/prometheus.yml; both load deploy/prometheus/alerts.yml.
@@ -676,7 +679,8 @@ scrape_configs:
           - 127.0.0.1:${PIGEONHOLE_PUBLISHER_PORT:-8080}
           - 127.0.0.1:${PIGEONHOLE_SYNC_PORT:-8081}
           - 127.0.0.1:${PIGEONHOLE_SCHEDULER_METRICS_PORT:-9101}
-          - 127.0.0.1:${PIGEONHOLE_DELIVERY_WEB_PORT:-9102}
+    file_sd_configs:
+      - files: [$PROM_DIR/targets/delivery.json]
 EOF
   if ! promtool check config "$PROM_DIR/prometheus.yml" >"$LOG_DIR/promtool.log" 2>&1; then
     show_log "$LOG_DIR/promtool.log"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import faust
 
 from shared.observability import logging_dict_config
@@ -26,6 +28,9 @@ def create_app(settings: DeliverySettings) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
         broker_rebalance_timeout=20.0,
+        # Which process holds which partitions, in the group's description (several
+        # workers per host each have their own web port; tests/e2e/test_delivery_workers.py)
+        broker_client_id=f"pigeonhole-delivery-{socket.gethostname()}-{settings.web_port}",
         web_host=settings.web_host,
         web_port=settings.web_port,
         logging_config=logging_dict_config("delivery", settings.log_level),
