@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from services.sync import events, inbox, metrics, phone_home, preferences
-from services.sync.auth import Device, authenticate
+from services.sync import events, inbox, metrics, phone_home, preferences, stream
+from services.sync.auth import Device, Unauthorized, authenticate, verify
 from shared.events import MessageEngaged
 from shared.http_limits import BIGINT_MAX
+from shared.inbox_signals import publish_changes
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import ENGAGEMENT
 
@@ -36,6 +39,13 @@ async def _publish(request: Request, device: Device, applied: list[events.Applie
         for a in applied
     ]  # fmt: skip
     await asyncio.gather(*sent)
+
+
+async def _changed(request: Request, device: Device) -> None:
+    """The contact's inbox changed: a new version for phone homes, a wake for its streams
+    (the device's other sessions)."""
+    await bump_inbox_versions(request.app.state.redis, [device.contact_id])
+    await publish_changes(request.app.state.redis, [device.contact_id])
 
 
 @router.post("/v1/sync")
@@ -64,7 +74,7 @@ async def report_events(
     except events.UnknownMessages as exc:
         raise HTTPException(404, str(exc)) from exc
     if applied:
-        await bump_inbox_versions(request.app.state.redis, [device.contact_id])
+        await _changed(request, device)
     accepted = {a.event_id.split(":", 1)[1] for a in applied}
     for event in body.events:
         metrics.EVENTS.labels(
@@ -117,7 +127,7 @@ async def _mark(request: Request, device: Device, message_id: int, kind: str) ->
         row["send_job_id"], row["content_id"],
     )  # fmt: skip
     await _publish(request, device, [applied])
-    await bump_inbox_versions(request.app.state.redis, [device.contact_id])
+    await _changed(request, device)
     return {"id": str(message_id), kind: True}
 
 
@@ -158,6 +168,55 @@ async def put_preferences(
             for name in exc.names
         ]  # fmt: skip
         raise HTTPException(422, detail) from exc
+
+
+@router.post("/v1/stream/ticket")
+async def stream_ticket(device: AuthenticatedDevice) -> dict[str, Any]:
+    """A one-time ticket for ``GET /v1/stream?ticket=`` (EventSource cannot send headers),
+    valid for 60 seconds."""
+    return stream.issue_ticket(device)
+
+
+async def _stream_device(request: Request, ticket: str | None) -> Device:
+    state = request.app.state
+    try:
+        if ticket is not None:
+            return await stream.redeem_ticket(state.apps, state.redis, ticket)
+        return await verify(
+            state.apps, request.headers.get("x-app-key"), request.headers.get("authorization")
+        )
+    except Unauthorized as exc:
+        raise HTTPException(401, str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+
+
+@router.get("/v1/stream", response_class=StreamingResponse)
+async def live_stream(
+    request: Request,
+    ticket: Annotated[str | None, Query(min_length=1, max_length=4096)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: ``changed`` (``id`` = inbox version; data ``version``,
+    ``inboxUnreadCount``) whenever the contact's inbox changes, heartbeats between.
+    Authenticated by the device headers or a ``ticket``; resumes from ``Last-Event-ID``."""
+    device = await _stream_device(request, ticket)
+    hub: stream.Hub = request.app.state.stream_hub
+    if hub.open_streams >= request.app.state.max_streams:
+        raise HTTPException(503, "too many open streams here", headers={"Retry-After": "5"})
+    live = stream.Stream(request.app.state, device, last_event_id)
+    first = await live.first()  # a dependency down: 503 before the stream starts
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        with hub.listening(device.contact_id) as woken:
+            if event := await live.changed():  # anything between the first read and now
+                yield event
+            async for chunk in live.rest(woken):
+                yield chunk
+
+    return StreamingResponse(
+        body(), media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )  # fmt: skip
 
 
 @router.get("/sdk/inbox.js", include_in_schema=False)
