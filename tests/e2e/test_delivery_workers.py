@@ -5,11 +5,12 @@ is filed exactly once.
 The workers are the stack's own, started as `make up` starts them with
 PIGEONHOLE_DELIVERY_WORKERS=3 (`deploy/local/services.sh up delivery`: delivery,
 delivery-2 and delivery-3 on web ports 9102-9104), and the count the stack ran before is
-restored at the end, whatever the outcome (which stops the extra ones again). The batches
-are produced by the test for a completed send job, as in test_delivery_failover, so
-"nothing lost, nothing doubled" is checked against what was really sent. Each process
-names itself in the group (client id ``pigeonhole-delivery-<host>-<web port>``), so the
-test knows which partitions the killed one held.
+restored at the end, whatever the outcome (which stops the extra ones again); Prometheus
+scrapes each of them meanwhile. The batches are produced by the test for a completed send
+job, as in test_delivery_failover, so "nothing lost, nothing doubled" is checked against
+what was really sent. Each process names itself in the group (client id
+``pigeonhole-delivery-<host>-<web port>``), so the test knows which partitions the killed
+one held.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ pytestmark = pytest.mark.e2e
 WORKERS = 3
 COUNT = 30_000
 GROUP = DeliverySettings().consumer_group
+PROMETHEUS = f"http://127.0.0.1:{os.environ.get('PIGEONHOLE_PROMETHEUS_PORT', '9090')}"
 
 
 # ---------------------------------------------------------------- the group
@@ -88,6 +90,20 @@ async def settled(bootstrap: str, ports: set[int], within: float) -> dict[int, s
             return held
         assert time.monotonic() < deadline, f"group {state}, {held}; wanted {sorted(ports)}"
         await asyncio.sleep(0.5)
+
+
+async def scraped(ports: set[int], within: float) -> None:
+    """Wait until Prometheus (make up's) scrapes every delivery process, each up."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(base_url=PROMETHEUS, timeout=5) as prometheus:
+        while True:
+            answer = (await prometheus.get("/api/v1/targets")).json()
+            up = {t["labels"]["instance"] for t in answer["data"]["activeTargets"]
+                  if t["health"] == "up"}  # fmt: skip
+            if {f"127.0.0.1:{port}" for port in ports} <= up:
+                return
+            assert time.monotonic() < deadline, f"Prometheus scrapes {sorted(up)}"
+            await asyncio.sleep(0.5)
 
 
 def workers_at(count: int) -> int:
@@ -136,6 +152,7 @@ async def test_three_workers_one_killed_mid_send_the_others_take_its_partitions(
     bootstrap = settings.kafka_bootstrap
     ports = {delivery_port(name): pid for name, pid in three_workers.items()}
     held = await settled(bootstrap, set(ports), within=60)
+    await scraped(set(ports), within=30)
     run, job_id = uuid.uuid4().hex[:10], 0
     ids = [f"dw-{run}-{i}" for i in range(COUNT)]
     sent = Counter(partition_of(bucket_of(c), SENDS.partitions) for c in ids)

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, DeliverySettings, SyncSettings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,3 +145,24 @@ def test_compose_and_the_local_stack_tune_postgres_and_redis_alike() -> None:
     for line in ("appendonly yes", "appendfsync everysec", 'save ""',
                  "auto-aof-rewrite-min-size 256mb"):  # fmt: skip
         assert f"\n{line}\n" in stack, line
+
+
+def test_compose_runs_the_configured_number_of_workers_and_prometheus_finds_each() -> None:
+    """PIGEONHOLE_DELIVERY_WORKERS delivery containers (one consumer group), each found by
+    Prometheus through the service's DNS name; PIGEONHOLE_SYNC_WORKERS processes in the one
+    sync container (its port is published once). The defaults are the settings' own."""
+    services = compose()["services"]
+    delivery, sync = services["delivery"], services["sync"]
+    assert delivery["deploy"]["replicas"] == "${PIGEONHOLE_DELIVERY_WORKERS:-1}"
+    assert DeliverySettings.model_fields["workers"].default == 1
+    assert "ports" not in delivery  # replicas would all want the same host port
+    assert sync["environment"]["PIGEONHOLE_SYNC_WORKERS"] == "${PIGEONHOLE_SYNC_WORKERS:-1}"
+    assert SyncSettings.model_fields["workers"].default == 1
+
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    static = [t for config in job["static_configs"] for t in config["targets"]]
+    assert not any(t.startswith("delivery:") for t in static)  # that would be one replica
+    (dns,) = job["dns_sd_configs"]
+    assert dns["names"] == ["delivery"] and dns["type"] == "A"
+    assert dns["port"] == DeliverySettings.model_fields["web_port"].default
