@@ -8,9 +8,11 @@ Setup writes the inbox entries straight into PostgreSQL as delivery files them (
 content id and the recipient's merge-tag texts; this measures sync, not delivery) and
 sets each contact's inbox version in Redis, from which the "nothing new" cursors are
 formed exactly as sync forms them. The floor is a bare ASGI app on the same server stack
-(uvicorn, as many worker processes as the running sync service has: see --workers)
-returning a fixed body of the same size; the headline is ratio = sync rps / floor rps at
-the same concurrency. One line per path and concurrency:
+(uvicorn, as many worker processes as the running sync service has) returning a fixed
+body of the same size; the headline is ratio = sync rps / floor rps at the same
+concurrency. ``--workers N`` other than the running sync's count measures a sync of the
+benchmark's own with N processes on port 18081 (the stack's is left alone). One line per
+path and concurrency:
 
     BENCH sync path=nothing_new concurrency=16 workers=1 rps=... p50_ms=... p99_ms=...
           floor_rps=... ratio=... errors=...
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -40,13 +43,23 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PUBLISHER, REPO, STATE_DIR, SYNC, admin_token, median, report
+from bench.common import (
+    PUBLISHER,
+    REPO,
+    STATE_DIR,
+    SYNC,
+    admin_token,
+    http_ready,
+    median,
+    report,
+)
 from shared.personalization.stored import platform_bits
 from shared.redis_keys import inbox_version
 from shared.settings import CommonSettings
 from tests.seed_payloads import BOTTOM_BANNER
 
 FLOOR_PORT = 18089
+OWN_SYNC_PORT = 18081  # a sync of the benchmark's own (--workers other than the stack's)
 PATHS = {"new": "new_messages", "same": "nothing_new"}
 
 
@@ -58,6 +71,43 @@ def sync_workers() -> int:
     except (OSError, ValueError):
         return 1
     return max(1, len(children))
+
+
+class SyncServer:
+    """A sync service of the benchmark's own: ``python -m services.sync --workers N`` on
+    ``port`` (N processes sharing it, as services.sh starts the stack's with
+    PIGEONHOLE_SYNC_WORKERS), logging to .stack/logs/sync-bench-<port>.log; stopped when
+    the block ends. The stack's sync keeps serving the devices of everyone else."""
+
+    def __init__(self, workers: int, port: int) -> None:
+        self.workers, self.port = workers, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.metrics = Path(tempfile.mkdtemp(prefix="ph-bench-sync-metrics-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> SyncServer:
+        env = {**os.environ, "PIGEONHOLE_PORT": str(self.port),
+               "PROMETHEUS_MULTIPROC_DIR": str(self.metrics)}  # fmt: skip
+        log = (STATE_DIR / "logs" / f"sync-bench-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.sync", "--workers", str(self.workers)],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not http_ready(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                raise SystemExit(f"bench: sync with {self.workers} processes did not start")
+            time.sleep(0.2)
+        time.sleep(1.0)  # every process up, not only the first
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+        shutil.rmtree(self.metrics, ignore_errors=True)
 
 
 def ensure_wrk() -> str:
@@ -212,9 +262,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")],
                         default=[16, 64])  # fmt: skip
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes of the floor app: those of the running sync service "
-                             "(PIGEONHOLE_SYNC_WORKERS), which is the default; "
-                             "another number is refused")  # fmt: skip
+                        help="sync processes (and the floor app's): by default those of the "
+                             "running sync service (PIGEONHOLE_SYNC_WORKERS); another number "
+                             f"starts a sync of the benchmark's own on port {OWN_SYNC_PORT}"
+                             )  # fmt: skip
     parser.add_argument(
         "--warmup",
         type=float,
@@ -229,17 +280,16 @@ def main() -> None:
     )
     args = parser.parse_args()
     running = sync_workers() if args.sync_url == SYNC else args.workers or 1
+    own = args.workers is not None and args.workers != running and args.sync_url == SYNC
     if args.workers is None:
         args.workers = running
-    elif args.workers != running:
-        parser.error(
-            f"sync runs {running} worker process(es), not {args.workers}: restart it with "
-            f"PIGEONHOLE_SYNC_WORKERS={args.workers} (deploy/local/services.sh) first"
-        )
     binary = ensure_wrk()
     data = asyncio.run(setup(args.contacts, args.pending))
     try:
-        measured = measure(binary, args, data)
+        with contextlib.ExitStack() as stack:
+            if own:  # the stack's sync runs another count: measure a sync of our own
+                args.sync_url = stack.enter_context(SyncServer(args.workers, OWN_SYNC_PORT)).url
+            measured = measure(binary, args, data)
     finally:
         asyncio.run(cleanup(data))
     figures: dict[str, Any] = {
