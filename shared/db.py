@@ -62,13 +62,22 @@ class PooledConnection(asyncpg.Connection):
         return ""
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    server_settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
+    """``server_settings``: PostgreSQL settings for every connection of the pool, given when
+    it connects (so the same for every use, nothing to reset)."""
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
         connection_class=PooledConnection,
+        server_settings=server_settings,
     )
     assert pool is not None
     return pool

@@ -180,21 +180,34 @@ async def load_tag_caps(pool: asyncpg.Pool, tags: list[str]) -> dict[str, tuple[
     return {r["tag"]: (r["max_count"], r["period_seconds"]) for r in rows}
 
 
+# Per contact, its App Inbox entries past the newest ``cap``: one probe of the primary key
+# (contact_id, id), read backwards, in the one partition the contact hashes to (pruned
+# at run time). The window-function form this replaced (all the contacts' entries at
+# once, contact_id = ANY($1)) cannot prune: the planner applies the whole list to each
+# partition, expects sixteen times the rows and reads every partition whole (230 ms
+# against 2 ms for 1,000 contacts, measured on 650,000 entries).
 _EVICT = """
-UPDATE inbox_entries SET evicted_at = now()
- WHERE id IN (
-       SELECT id FROM (
-              SELECT id, row_number() OVER (PARTITION BY contact_id ORDER BY id DESC) AS newer
-                FROM inbox_entries
-               WHERE contact_id = ANY($1) AND kind = 'inbox'
-                 AND deleted_at IS NULL AND evicted_at IS NULL) ranked
-        WHERE newer > $2)
+UPDATE inbox_entries e SET evicted_at = now()
+  FROM (SELECT old.contact_id, old.id
+          FROM unnest($1::text[]) AS c(contact_id)
+         CROSS JOIN LATERAL (
+               SELECT contact_id, id FROM inbox_entries
+                WHERE contact_id = c.contact_id AND kind = 'inbox'
+                  AND deleted_at IS NULL AND evicted_at IS NULL
+                ORDER BY id DESC OFFSET $2) old) x
+ WHERE e.contact_id = x.contact_id AND e.id = x.id
 """
 
 
 async def evict_oldest(pool: asyncpg.Pool, contact_ids: list[str], cap: int) -> int:
-    """Keep each contact's App Inbox at ``cap`` entries at most: the oldest go first."""
+    """Keep each contact's App Inbox at ``cap`` entries at most: the oldest go first.
+
+    JIT is off for the statement: a plan of a partitioned table is costed as if every
+    probe read all 16 partitions, so a batch of 1,000 contacts passes JIT's threshold
+    though it runs in a few milliseconds, and compiling it took 80 ms (measured)."""
     if not contact_ids:
         return 0
-    result = await pool.execute(_EVICT, contact_ids, cap)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL jit = off")
+        result = await conn.execute(_EVICT, contact_ids, cap)
     return int(result.split()[-1])

@@ -7,6 +7,10 @@ short statement, so it never holds long locks or a huge transaction):
   while the batch may still be on pigeonhole.sends. A filed entry always expires after it
   was delivered, so the expiry index alone finds the rows. Evicted and deleted entries
   are only marked (never deleted before they expire), so they stay duplicates too.
+  ``inbox_entries`` is hash-partitioned by contact (migration 0014): the purge goes
+  partition by partition, each chunk a statement on one partition (its own expiry index,
+  its rows addressed by ``ctid``), so no statement reads more than one partition and
+  autovacuum, which works per partition, finds each one's dead rows on its own.
 - frequency-cap hits (``cap_hits``) older than the longest cap window + a margin.
 - personalization failures (``delivery_failures``) older than 30 days: what an operator
   reads to answer "why was this recipient skipped" for a recent send.
@@ -33,12 +37,20 @@ REPLAY_WINDOW_SECONDS = SENDS_REPLAY_WINDOW_MS / 1000 + MARGIN_SECONDS
 CAP_HITS_KEPT_SECONDS = CAP_RETENTION_MS / 1000 + MARGIN_SECONDS
 DELIVERY_FAILURES_KEPT_SECONDS = 30 * 86_400.0
 
-_PURGE_CHUNK = """
-DELETE FROM inbox_entries
- WHERE id IN (SELECT id FROM inbox_entries
-               WHERE expires_at < now() - make_interval(secs => greatest($1::float8, $3::float8))
-                 AND delivered_at < now() - make_interval(secs => $3)
-               LIMIT $2)
+# The leaf tables of inbox_entries (none before migration 0014: then the table itself), as
+# regclass text: quoted where a name needs it, so it can be put into a statement.
+_INBOX_PARTITIONS = """
+SELECT relid::regclass::text FROM pg_partition_tree('inbox_entries'::regclass)
+ WHERE isleaf ORDER BY relid::regclass::text
+"""
+
+_PURGE_PARTITION_CHUNK = """
+DELETE FROM {partition}
+ WHERE ctid = ANY(ARRAY(
+       SELECT ctid FROM {partition}
+        WHERE expires_at < now() - make_interval(secs => greatest($1::float8, $3::float8))
+          AND delivered_at < now() - make_interval(secs => $3)
+        LIMIT $2))
 """
 
 _PURGE_CAP_HITS_CHUNK = """
@@ -64,9 +76,14 @@ async def purge_expired(
 ) -> int:
     """Delete every entry expired more than ``grace_seconds`` ago and delivered more than
     ``replay_window_seconds`` ago; return how many."""
-    total = await _in_chunks(
-        pool, _PURGE_CHUNK, float(grace_seconds), chunk, float(replay_window_seconds), count=True
-    )
+    total = 0
+    partitions = [r[0] for r in await pool.fetch(_INBOX_PARTITIONS)] or ["inbox_entries"]
+    for partition in partitions:
+        # the name comes from the catalog, quoted by regclass, never from input
+        sql = _PURGE_PARTITION_CHUNK.format(partition=partition)
+        total += await _in_chunks(
+            pool, sql, float(grace_seconds), chunk, float(replay_window_seconds), count=True
+        )
     if total:
         log.info("expired inbox entries purged", extra={"purged": total})
     return total

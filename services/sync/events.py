@@ -63,18 +63,32 @@ ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id, entry_id, type, at
 """
 
+# Every statement on inbox_entries names the contact, so it reads the one partition the
+# contact hashes to (tests/integration/test_inbox_partitions.py checks the plans).
+OWNED = """
+SELECT id, send_job_id, content_id FROM inbox_entries
+ WHERE id = ANY($1) AND contact_id = $2 FOR UPDATE
+"""
+
 # One counted view per new view event, never past maxViews.
-_COUNT_VIEW = """
+COUNT_VIEW = """
 UPDATE inbox_entries SET views = views + 1
  WHERE id = $1 AND contact_id = $2 AND views < max_views
 RETURNING id
 """
 
+# the stamped column of each event type, and its statement (columns from here, never input)
 _STAMP = {
     "click": "clicked_at",
     "dismiss": "dismissed_at",
     "read": "read_at",
     "delete": "deleted_at",
+}
+STAMP = {
+    kind: f"""UPDATE inbox_entries e SET {column} = coalesce(e.{column}, t.at)
+                FROM unnest($2::bigint[], $3::timestamptz[]) AS t(id, at)
+               WHERE e.id = t.id AND e.contact_id = $1"""
+    for kind, column in _STAMP.items()
 }
 
 
@@ -93,15 +107,7 @@ async def record(
     """
     ids = sorted({int(e.messageId) for e in events})
     async with pool.acquire() as conn, conn.transaction():
-        owned = {
-            r["id"]: r
-            for r in await conn.fetch(
-                "SELECT id, send_job_id, content_id FROM inbox_entries "
-                "WHERE id = ANY($1) AND contact_id = $2 FOR UPDATE",
-                ids,
-                contact_id,
-            )
-        }
+        owned = {r["id"]: r for r in await conn.fetch(OWNED, ids, contact_id)}
         unknown = [str(i) for i in ids if i not in owned]
         if unknown:
             raise UnknownMessages(unknown)
@@ -128,7 +134,7 @@ async def _count_views(
     uncounted = []
     for row in fresh:
         if row["type"] == "view" and not await conn.fetchval(
-            _COUNT_VIEW, row["entry_id"], contact_id
+            COUNT_VIEW, row["entry_id"], contact_id
         ):
             uncounted.append(row["event_id"])
     if uncounted:
@@ -138,13 +144,7 @@ async def _count_views(
 
 
 async def _stamp(conn: PoolConnectionProxy, contact_id: str, fresh: list[asyncpg.Record]) -> None:
-    for kind, column in _STAMP.items():
+    for kind, sql in STAMP.items():
         stamped = [(r["entry_id"], r["at"]) for r in fresh if r["type"] == kind]
         if stamped:
-            # column comes from _STAMP, never from input
-            await conn.execute(
-                f"""UPDATE inbox_entries e SET {column} = coalesce(e.{column}, t.at)
-                      FROM unnest($2::bigint[], $3::timestamptz[]) AS t(id, at)
-                     WHERE e.id = t.id AND e.contact_id = $1""",
-                contact_id, [s[0] for s in stamped], [s[1] for s in stamped],
-            )  # fmt: skip
+            await conn.execute(sql, contact_id, [s[0] for s in stamped], [s[1] for s in stamped])
