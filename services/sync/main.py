@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from services.sync import routes
+from services.sync import repository, routes
 from services.sync.auth import AppCache
 from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import DeviceApi
@@ -39,7 +39,10 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = await create_pool(
-            settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            settings.database_url,
+            min_size=settings.db_pool_min,
+            max_size=settings.db_pool_max,
+            server_settings=repository.POOL_SETTINGS,
         )
         app.state.redis = aioredis.from_url(settings.redis_url)
         app.state.versions = InboxVersions(app.state.redis)
