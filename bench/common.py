@@ -373,6 +373,7 @@ _PARTS = (
     ("delivery", "services.delivery"), ("scheduler", "services.scheduler"),
     ("publisher", "services.publisher"), ("sync", "services.sync"),
     ("postgres", "postgres"), ("redis", "redis-server"), ("kafka", "java"),
+    ("load", "wrk"),  # the load generator of bench/sync_load
 )  # fmt: skip
 
 

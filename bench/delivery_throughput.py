@@ -1,10 +1,9 @@
 """Delivery throughput: recipients filed per second by one delivery worker (the stack's)
-with 1,000-recipient batches, with frequency caps off and on, side by side; then the
-same with one and with two workers in the consumer group (scale-out).
+with 1,000-recipient batches, with frequency caps off and on, side by side. (With 1, 2
+and 3 workers in the consumer group: bench/scaleout.py, which reuses these pieces.)
 
     .venv/bin/python bench/delivery_throughput.py                      # N = 200,000, 3 pairs
     .venv/bin/python bench/delivery_throughput.py --n 20000 --repeat 1 # a quick run
-    .venv/bin/python bench/delivery_throughput.py --no-caps            # scale-out only
 
 Needs the stack (`make up`). Setup writes N contacts straight into PostgreSQL with COPY
 (the API import would dominate), chosen so that every batch is exactly one bucket of
@@ -32,20 +31,6 @@ Redis cap sets and inbox versions, tag cap and contents are deleted.
 caps_ratio=... rss_peak_mb=...`` (medians; caps_ratio = caps on / caps off); the details
 go to bench/results/delivery.json.
 
-Scale-out (caps off), per repetition: a run with the stack's worker alone, then a second
-worker is started in the same consumer group (bench/common.py ExtraDeliveryWorker: as
-deploy/local/services.sh starts the first, on web port ``--second-port`` with its own
-data dir), the group left to settle, a run with both, and the second worker stopped.
-``BENCH scaleout n=... one_worker_recipients_per_s=... two_workers_recipients_per_s=...
-ratio=... filed_once=true redelivered=...`` (medians; ratio = two / one; filed_once:
-every recipient of every run filed exactly once, no loss, no duplicate, checked again
-after the second worker has stopped and its partitions went back; redelivered: the
-recipients of batches handed to a worker again by those rebalances, which it reported as
-duplicates and did not file twice); bench/results/scaleout.json has each run and the
-second worker's share of the recipients (both from the workers' /metrics, which count
-every job: on a shared stack, others' duplicates too).
-Both workers share the machine's cores with PostgreSQL, Redis and Kafka, so the ratio
-says how far a second process helps on this machine, not on one with a core per worker.
 """
 
 from __future__ import annotations
@@ -74,12 +59,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
     PUBLISHER,
-    ExtraDeliveryWorker,
     admin_token,
     assert_filed_once,
     log,
     median,
-    recipient_counts,
     report,
     rss_mb,
     service_pid,
@@ -144,7 +127,7 @@ async def preset_versions(redis: aioredis.Redis, ids: list[str]) -> None:
 
 @dataclass
 class Run:
-    mode: str  # caps "off" | "on"; scale-out "one" | "two" workers (caps off)
+    mode: str  # caps "off" | "on"; bench/scaleout.py: "one" | "two" | "three" workers
     job_id: int
     seconds: float = 0.0
     recipients_per_s: float = 0.0
@@ -152,8 +135,7 @@ class Run:
     rss_peak_mb: float = 0.0
     pair: int = 0
     worker_pids: list[int] = field(default_factory=list)
-    second_worker_share: float | None = None  # of the recipients, in a "two" run
-    redelivered: int | None = None  # recipients handed over again (reported as duplicates)
+    redelivered: int | None = None  # bench/scaleout.py: recipients handed over again
 
     @property
     def disturbed(self) -> bool:
@@ -278,73 +260,6 @@ async def measure_pair(
     return pair
 
 
-async def measure_scaleout(
-    index: int,
-    n: int,
-    producer: AIOKafkaProducer,
-    conn: asyncpg.Connection,
-    within: float,
-    runs: list[Run],
-    setup: tuple[str, str],
-    by_bucket: dict[int, list[str]],
-    per_batch: int,
-    second_port: int,
-) -> list[Run]:
-    """Caps off with the stack's worker alone, then with a second worker in its group."""
-    content, app_key = setup
-    pair = []
-    for mode in ("one", "two"):
-        run = Run(mode, job_id=await new_job(conn, content, app_key), pair=index)
-        runs.append(run)
-        pair.append(run)
-        messages = batches_of(run.job_id, content, app_key, by_bucket, per_batch, False)
-        if mode == "one":
-            await measure(run, n, messages, producer, conn, within)
-        else:
-            await measure_two(run, n, messages, producer, conn, within, second_port)
-        log(
-            f"scale-out {index + 1}, {'1 worker' if mode == 'one' else '2 workers'}: "
-            f"{run.seconds:.2f} s, {run.recipients_per_s:,.0f} recipients/s, all filed once"
-            + (f"; second worker {run.second_worker_share:.0%}, recipients handed over again "
-               f"(duplicates, not filed twice) {run.redelivered}" if mode == "two" else "")
-        )  # fmt: skip
-        await wait_for_delivery(within=60, poll=0.5, quiet=True)  # nothing to hand over again
-        await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = $1", run.job_id)
-    return pair
-
-
-async def measure_two(
-    run: Run,
-    n: int,
-    messages: list[tuple[int, bytes, bytes]],
-    producer: AIOKafkaProducer,
-    conn: asyncpg.Connection,
-    within: float,
-    second_port: int,
-) -> None:
-    """A run with a second worker in the group, stopped as soon as the run is over; once its
-    partitions are back with the stack's worker (which gets again any batch whose offset
-    it had not committed yet), every recipient must still be filed exactly once."""
-    first_port = DeliverySettings().web_port
-    first = recipient_counts(first_port)
-    async with ExtraDeliveryWorker("delivery-bench-2", second_port):
-        second = recipient_counts(second_port)
-        await measure(run, n, messages, producer, conn, within)
-        second_after = recipient_counts(second_port)  # stopped at once: whatever offsets it
-        # had not committed yet go back to the stack's worker with its partitions
-    await wait_for_delivery(within=60, poll=0.5, quiet=True)
-    await assert_filed_once(conn, run.job_id, n)
-    first_after = recipient_counts(first_port)
-
-    def grew(after: dict[str, float], before: dict[str, float], key: str) -> float:
-        return after.get(key, 0.0) - before.get(key, 0.0)
-
-    run.second_worker_share = round(grew(second_after, second, "delivered") / n, 3)
-    run.redelivered = int(
-        grew(first_after, first, "duplicate") + grew(second_after, second, "duplicate")
-    )
-
-
 # ---------------------------------------------------------------- clean-up
 
 
@@ -397,9 +312,7 @@ async def publish(api: httpx.AsyncClient, **extra: Any) -> str:
     return content_id
 
 
-async def main(
-    n: int, repeat: int, per_batch: int, caps: bool, scaleout: bool, second_port: int
-) -> int:
+async def main(n: int, repeat: int, per_batch: int) -> int:
     settings = DeliverySettings()
     n -= n % per_batch
     run_id = uuid.uuid4().hex[:10]
@@ -442,13 +355,8 @@ async def main(
             log(f"delivery worker pid {pid}, RSS {rss:.1f} MB")
             common = {"n": n, "producer": producer, "conn": conn, "within": within,
                       "runs": runs, "by_bucket": by_bucket, "per_batch": per_batch}  # fmt: skip
-            if caps:
-                pair = partial(measure_pair, setup=(plain, tagged, app_key), **common)
-                await repeat_pairs(repeat, runs, "caps on / caps off", pair)
-            if scaleout:
-                pair = partial(measure_scaleout, setup=(plain, app_key), second_port=second_port,
-                               **common)  # fmt: skip
-                await repeat_pairs(repeat, runs, "two workers / one", pair)
+            pair = partial(measure_pair, setup=(plain, tagged, app_key), **common)
+            await repeat_pairs(repeat, runs, "caps on / caps off", pair)
         finally:
             await producer.stop()
             scopes = [f"app:{app_key}", f"tag:{tag}"] if app_key else []
@@ -457,10 +365,7 @@ async def main(
             await redis.aclose()
             await conn.close()
 
-    if caps:
-        report_caps([r for r in runs if r.mode in ("off", "on")], n, repeat, per_batch)
-    if scaleout:
-        report_scaleout([r for r in runs if r.mode in ("one", "two")], n, repeat, per_batch)
+    report_caps(runs, n, repeat, per_batch)
     return 0
 
 
@@ -513,49 +418,10 @@ def report_caps(runs: list[Run], n: int, repeat: int, per_batch: int) -> None:
     report("delivery", figures, details)
 
 
-def report_scaleout(runs: list[Run], n: int, repeat: int, per_batch: int) -> None:
-    kept, discarded = kept_runs(runs)
-    one = median([r.recipients_per_s for r in kept if r.mode == "one"])
-    two = median([r.recipients_per_s for r in kept if r.mode == "two"])
-    figures = {
-        "n": n,
-        "batch": per_batch,
-        "one_worker_recipients_per_s": round(one),
-        "two_workers_recipients_per_s": round(two),
-        "ratio": round(two / one, 3),
-        "filed_once": "true",  # every run checked it, or the benchmark stopped there
-        "redelivered": sum(r.redelivered or 0 for r in kept if r.mode == "two"),
-    }
-    details = {
-        "repeat": repeat,
-        "second_worker_share": [r.second_worker_share for r in kept if r.mode == "two"],
-        "runs": [{**asdict(r), "discarded": r.pair in discarded} for r in runs],
-        "caps": "off (plain content)",
-        "filed_once": "per run: an outcome 'delivered' for each of the N recipients and "
-        "exactly N inbox entries for N distinct contacts",
-    }
-    report("scaleout", figures, details)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=200_000, help="recipients (default 200,000)")
     parser.add_argument("--repeat", type=int, default=3, help="pairs of runs (default 3)")
     parser.add_argument("--batch", type=int, default=1000, help="recipients per batch")
-    parser.add_argument(
-        "--caps",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the caps off / on pairs (BENCH delivery)",
-    )
-    parser.add_argument(
-        "--scaleout",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="the one / two worker pairs (BENCH scaleout)",
-    )
-    parser.add_argument("--second-port", type=int, default=9112,
-                        help="web port of the second worker (default 9112)")  # fmt: skip
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.n, args.repeat, args.batch, args.caps, args.scaleout,
-                              args.second_port)))  # fmt: skip
+    sys.exit(asyncio.run(main(args.n, args.repeat, args.batch)))
