@@ -10,7 +10,8 @@
 # ..., each with its own faust data dir ($PIGEONHOLE_STATE_DIR/<process>). `up` with fewer
 # than are running stops the extra ones; `down` stops them all.
 # PIGEONHOLE_SYNC_WORKERS=M (default 1) runs sync as M processes sharing its port, with
-# prometheus-client's multiprocess metrics in $PIGEONHOLE_STATE_DIR/run/sync-metrics.
+# prometheus-client's multiprocess metrics in $PIGEONHOLE_STATE_DIR/run/sync-metrics; `up`
+# restarts a sync that runs another count.
 # Prometheus (deploy/local/stack.sh) reads the delivery ports from the targets file that
 # `up` and `down` write: $PIGEONHOLE_STATE_DIR/prometheus/targets/delivery.json.
 set -euo pipefail
@@ -181,12 +182,19 @@ write_delivery_targets() { # the delivery processes Prometheus scrapes (file_sd)
   mv "$TARGETS_DIR/.delivery.json.new" "$TARGETS_DIR/delivery.json"
 }
 
+sync_processes() { # how many processes serve the running sync (its children, else itself)
+  local pid children
+  pid=$(cat "$RUN_DIR/sync.pid")
+  children=$(wc -w <"/proc/$pid/task/$pid/children" 2>/dev/null || echo 0)
+  echo $((children > 0 ? children : 1))
+}
+
 status_line() { # process port
   local name=$1 port=$2 state extra=""
   if ready "$port"; then state=ready; elif pid_alive "$RUN_DIR/$name.pid"; then state="running, not ready"; else state=stopped; fi
   if [[ $name == sync ]] && pid_alive "$RUN_DIR/sync.pid"; then
-    local children; children=$(wc -w <"/proc/$(cat "$RUN_DIR/sync.pid")/task/$(cat "$RUN_DIR/sync.pid")/children" 2>/dev/null || echo 0)
-    if ((children > 1)); then extra="  ($children processes)"; fi
+    local running; running=$(sync_processes)
+    if ((running > 1)); then extra="  ($running processes)"; fi
   fi
   printf '%-11s %-20s 127.0.0.1:%s%s\n' "$name" "$state" "$port" "$extra"
 }
@@ -214,6 +222,11 @@ case "$cmd" in
       for name in $(running_extra_deliveries); do
         if ((${name#delivery-} > DELIVERY_WORKERS)); then stop_one "$name"; fi
       done
+    fi
+    if [[ " ${wanted[*]} " == *" sync "* ]] && pid_alive "$RUN_DIR/sync.pid" &&
+      ready "${SERVICES[1]##*:}" && (($(sync_processes) != SYNC_WORKERS)); then
+      say "sync runs $(sync_processes) processes, the settings ask for $SYNC_WORKERS: restarting it"
+      stop_one sync
     fi
     for entry in "${PROCS[@]}"; do start_one "${entry%%:*}" "${entry##*:}"; done
     write_delivery_targets
