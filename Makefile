@@ -86,4 +86,4 @@ bench: up ## run every benchmark against the local stack; BENCH_N=100000 for a q
 	@grep -h '^BENCH ' $(BENCH_LOG)
 
 logs: ## follow the service logs
-	@tail -F $(STATE_DIR)/logs/{publisher,sync,scheduler,delivery}.log
+	@tail -F $(STATE_DIR)/logs/{publisher,sync,scheduler,delivery}.log $(wildcard $(STATE_DIR)/logs/delivery-[0-9]*.log)
