@@ -67,7 +67,9 @@ from bench.common import (
     wal_since,
 )
 from services.delivery.caps import FrequencyCaps, app_caps
+from shared.redis_keys import cap_key_pattern, inbox_version_pattern
 from shared.settings import CommonSettings
+from shared.topics import bucket_of
 from tests.seed_payloads import BOTTOM_BANNER
 
 LIMITS = {"perDay": 1000}
@@ -197,8 +199,9 @@ async def floor_run(
             async with in_flight:
                 await caps.admit(job_id, chunk, scopes, now)
 
+        by_bucket = sorted(ids, key=bucket_of)  # as the scheduler batches: one slot tag a call
         await asyncio.gather(
-            *(admit(ids[start : start + CAP_CALL]) for start in range(0, len(ids), CAP_CALL))
+            *(admit(by_bucket[start : start + CAP_CALL]) for start in range(0, len(ids), CAP_CALL))
         )
         seconds = time.monotonic() - started
         postgres = wal_since(wal, await wal_position(conn))
@@ -235,9 +238,9 @@ async def floors_only(n: int, repeat: int) -> None:
         for i in range(repeat):
             floors.append(await floor_run(conn, redis, ids, f"fo-{run}", -int(time.time() * 1000)))
             log(f"floor {i + 1}: {floors[-1]}")
-            await unlink_matching(redis, f"ph:cap:{{fo-{run}-*")
+            await unlink_matching(redis, cap_key_pattern(f"fo-{run}-*"))
     finally:
-        await unlink_matching(redis, f"ph:cap:{{fo-{run}-*")
+        await unlink_matching(redis, cap_key_pattern(f"fo-{run}-*"))
         await redis.aclose()
         await conn.close()
     floor = median([f["seconds"] for f in floors])
@@ -289,13 +292,13 @@ async def _main(n: int, repeat: int, within: float, delivery_workers: int) -> No
                 await wait_for_delivery(within=60, poll=0.5, quiet=True)  # nothing handed over
                 await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = ANY($1)", jobs)
                 await conn.execute("DELETE FROM cap_hits WHERE send_job_id = ANY($1)", jobs)
-                await unlink_matching(redis, f"ph:cap:{{fo-{run}-*")
+                await unlink_matching(redis, cap_key_pattern(f"fo-{run}-*"))
     finally:
         await conn.execute("DELETE FROM contacts WHERE contact_id = ANY($1)", ids)
         await wait_for_delivery(within=600)
         await conn.execute("DELETE FROM inbox_entries WHERE send_job_id = ANY($1)", jobs)
         await conn.execute("DELETE FROM cap_hits WHERE send_job_id = ANY($1)", jobs)
-        for pattern in (f"ph:cap:{{fo-{run}-*", f"ph:inbox:{{fo-{run}-*"):
+        for pattern in (cap_key_pattern(f"fo-{run}-*"), inbox_version_pattern(f"fo-{run}-*")):
             await unlink_matching(redis, pattern)
         await redis.aclose()
         await conn.close()

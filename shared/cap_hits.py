@@ -3,12 +3,15 @@
 Every recipient a send with caps admitted has a row (written by the delivery worker right
 after the Redis script counted it). A rebuild reads the rows of the last
 ``CAP_RETENTION_MS`` in chunks along the primary key, ZADDs them (member = send job id,
-score = counted_at in ms, as the cap script does) with a few script calls per chunk, then
-writes the ``CAPS_REBUILT`` marker. ZADD NX of a member already present changes nothing,
-so a rebuild never counts a hit twice and may run while sends are being counted.
+score = counted_at in ms, as the cap script does) with a few script calls per chunk, one
+per slot tag and ``SCRIPT_HITS`` (pipelined: on a Redis Cluster a call names keys of one
+slot), then writes every tag's rebuild marker (``caps_rebuilt``). ZADD NX of a member
+already present changes nothing, so a rebuild never counts a hit twice and may run while
+sends are being counted.
 
-``ensure_loaded`` is the delivery worker's automatic path: when the cap script reports the
-marker missing (Redis lost its data), one process takes ``CAPS_REBUILD_LOCK`` and rebuilds,
+``ensure_loaded`` is the delivery worker's automatic path: when the cap script reports a
+tag's marker missing (Redis, or the cluster node holding that slot, lost its data), one
+process takes ``CAPS_REBUILD_LOCK`` and rebuilds,
 the others wait for the marker; a holder that dies lets its lock expire and the next
 waiter rebuilds. ``pigeonhole caps rebuild`` runs the same rebuild by hand.
 """
@@ -23,15 +26,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from redis.asyncio import Redis
 
+from shared.redis_client import RedisClient, run_per_slot, write_many
 from shared.redis_keys import (
     CAP_RETENTION_MS,
     CAPS_REBUILD_LOCK,
-    CAPS_REBUILT,
+    CAPS_REBUILT_KEYS,
     TIMEOUT,
     cap_key,
+    caps_rebuilt,
 )
+from shared.redis_slots import SLOT_TAGS, tag_of
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,9 @@ class Rebuilt:
     seconds: float
 
 
-async def rebuild(pool: asyncpg.Pool, redis: Redis, chunk: int = CHUNK) -> Rebuilt:
-    """Load every cap hit younger than the retention into Redis, then mark Redis rebuilt."""
+async def rebuild(pool: asyncpg.Pool, redis: RedisClient, chunk: int = CHUNK) -> Rebuilt:
+    """Load every cap hit younger than the retention into Redis, then mark every slot tag
+    rebuilt."""
     started = time.monotonic()
     cutoff = datetime.now(UTC) - timedelta(milliseconds=CAP_RETENTION_MS)
     after: tuple[int, str] = (-(2**63), "")
@@ -88,8 +94,9 @@ async def rebuild(pool: asyncpg.Pool, redis: Redis, chunk: int = CHUNK) -> Rebui
         after = (rows[-1]["send_job_id"], rows[-1]["contact_id"])
         if len(rows) < chunk:
             break
+    done = datetime.now(UTC).isoformat()
     async with asyncio.timeout(TIMEOUT):
-        await redis.set(CAPS_REBUILT, datetime.now(UTC).isoformat())
+        await write_many(redis, dict.fromkeys(CAPS_REBUILT_KEYS, done))
     result = Rebuilt(hits, members, time.monotonic() - started)
     log.info(
         "frequency caps rebuilt from PostgreSQL",
@@ -98,35 +105,41 @@ async def rebuild(pool: asyncpg.Pool, redis: Redis, chunk: int = CHUNK) -> Rebui
     return result
 
 
-async def _load_chunk(redis: Redis, rows: list[asyncpg.Record]) -> int:
-    """ZADD NX one chunk of rows with a script call per ``SCRIPT_HITS`` (each call keeps
-    Redis busy for a few milliseconds only); return the number of ZADDs."""
-    keys: list[str] = []
-    args: list[str | int] = []
+async def _load_chunk(redis: RedisClient, rows: list[asyncpg.Record]) -> int:
+    """ZADD NX one chunk of rows with a script call per slot tag and ``SCRIPT_HITS`` (each
+    call keeps Redis busy for a few milliseconds only), pipelined; return the ZADDs."""
+    by_tag: dict[str, tuple[list[str], list[str | int]]] = {}
     for row in rows:
+        contact_id = row["contact_id"]
+        tag = tag_of(contact_id)
+        keys, args = by_tag.setdefault(tag, ([], []))
         score, member = int(row["counted_at"].timestamp() * 1000), row["send_job_id"]
         for scope in row["scopes"]:
-            keys.append(cap_key(row["contact_id"], scope))
+            keys.append(cap_key(contact_id, scope, tag))
             args += [score, member]
-    load = redis.register_script(_LOAD)
-    for start in range(0, len(keys), SCRIPT_HITS):
-        async with asyncio.timeout(TIMEOUT):
-            await load(
-                keys=keys[start : start + SCRIPT_HITS],
-                args=[CAP_RETENTION_MS, *args[2 * start : 2 * (start + SCRIPT_HITS)]],
-            )
+    calls = [
+        (keys[start : start + SCRIPT_HITS],
+         [CAP_RETENTION_MS, *args[2 * start : 2 * (start + SCRIPT_HITS)]])
+        for keys, args in by_tag.values()
+        for start in range(0, len(keys), SCRIPT_HITS)
+    ]  # fmt: skip
     async with asyncio.timeout(TIMEOUT):
+        await run_per_slot(redis, redis.register_script(_LOAD), calls)
         await redis.pexpire(CAPS_REBUILD_LOCK, LOCK_MS)
-    return len(keys)
+    return sum(len(keys) for keys, _ in calls)
 
 
-async def ensure_loaded(pool: asyncpg.Pool, redis: Redis) -> Rebuilt | None:
-    """Rebuild unless Redis carries the marker of a rebuild (or another process is doing
-    one: then wait for its marker). Return what this process rebuilt, if anything."""
+async def ensure_loaded(
+    pool: asyncpg.Pool, redis: RedisClient, tags: list[str] | None = None
+) -> Rebuilt | None:
+    """Rebuild unless Redis carries the markers of a rebuild for ``tags`` (default: every
+    tag), or another process is doing one: then wait for its markers. Return what this
+    process rebuilt, if anything."""
+    markers = [caps_rebuilt(tag) for tag in tags or SLOT_TAGS]
     token = uuid.uuid4().hex
     while True:
         async with asyncio.timeout(TIMEOUT):
-            if await redis.exists(CAPS_REBUILT):
+            if await redis.exists(*markers) == len(markers):
                 return None
             locked = await redis.set(CAPS_REBUILD_LOCK, token, nx=True, px=LOCK_MS)
         if locked:

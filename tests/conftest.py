@@ -20,6 +20,7 @@ from redis.backoff import ExponentialBackoff
 
 from shared.db import create_pool
 from shared.settings import CommonSettings
+from tests.cluster import any_redis, cluster_client  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parent.parent
 PUBLISHER_URL = "http://127.0.0.1:8080"

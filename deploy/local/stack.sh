@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Pigeonhole local infrastructure without Docker: PostgreSQL, Redis, Kafka (KRaft) and
-# Prometheus (scraping the four services, with the alert rules loaded).
+# Pigeonhole local infrastructure without Docker: PostgreSQL, Redis, Kafka (KRaft),
+# Prometheus (scraping the four services, with the alert rules loaded), and a small
+# 3-master Redis Cluster that only the tests use (tests/cluster.py).
 #
 #   bash deploy/local/stack.sh up       # install if needed, start, wait until healthy
 #   bash deploy/local/stack.sh down     # stop everything (keeps data)
@@ -17,6 +18,7 @@ REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
 STATE_DIR="${PIGEONHOLE_STATE_DIR:-$REPO_DIR/.stack}"
 PG_PORT="${PIGEONHOLE_PG_PORT:-5432}"
 REDIS_PORT="${PIGEONHOLE_REDIS_PORT:-6379}"
+REDIS_CLUSTER_PORTS="${PIGEONHOLE_REDIS_CLUSTER_PORTS:-7001,7002,7003}"
 KAFKA_PORT="${PIGEONHOLE_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${PIGEONHOLE_KAFKA_CONTROLLER_PORT:-9093}"
 PROM_PORT="${PIGEONHOLE_PROMETHEUS_PORT:-9090}"
@@ -34,6 +36,7 @@ KAFKA_LIBS="$KAFKA_DIR/libs"
 KAFKA_POM="$REPO_DIR/deploy/kafka/pom.xml"
 KAFKA_PID="$RUN_DIR/kafka.pid"
 REDIS_PID="$RUN_DIR/redis.pid"
+REDIS_CLUSTER_DIR="$STATE_DIR/redis-cluster"
 PROM_DIR="$STATE_DIR/prometheus"
 PROM_PID="$RUN_DIR/prometheus.pid"
 PROM_RULES="$REPO_DIR/deploy/prometheus/alerts.yml"
@@ -418,6 +421,92 @@ redis_status() {
 }
 
 # --------------------------------------------------------------------------
+# Redis Cluster (tests only): one redis-server per port of REDIS_CLUSTER_PORTS, cluster
+# mode, no persistence (a restarted node comes back empty, as after a data loss; its
+# nodes.conf keeps its slots), small maxmemory. Created once with redis-cli --cluster
+# create; an existing cluster is left as it is.
+# --------------------------------------------------------------------------
+cluster_ports() { tr ',' ' ' <<<"$REDIS_CLUSTER_PORTS"; }
+cluster_pid() { echo "$RUN_DIR/redis-cluster-$1.pid"; }
+node_ping() { [[ "$(redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null || true)" == "PONG" ]]; }
+node_info() { # port field
+  redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | awk -F: -v f="$2" '$1 == f {print $2}'
+}
+
+cluster_ok() {
+  local port
+  for port in $(cluster_ports); do [[ "$(node_info "$port" cluster_state)" == ok ]] || return 1; done
+}
+
+cluster_node_up() { # port
+  local port=$1 dir="$REDIS_CLUSTER_DIR/$1" pidfile i
+  pidfile="$(cluster_pid "$port")"
+  if pid_alive "$pidfile" && node_ping "$port"; then return 0; fi
+  if port_open "$port"; then die "redis-cluster: port $port is taken by another process; set PIGEONHOLE_REDIS_CLUSTER_PORTS"; fi
+  mkdir -p "$dir"
+  cat >"$dir/redis.conf" <<EOF
+# Written by deploy/local/stack.sh on every 'up'.
+bind 127.0.0.1
+protected-mode yes
+port $port
+daemonize yes
+pidfile $pidfile
+logfile $LOG_DIR/redis-cluster-$port.log
+dir $dir
+cluster-enabled yes
+cluster-config-file nodes.conf
+cluster-node-timeout 5000
+appendonly no
+save ""
+maxmemory 256mb
+maxmemory-policy noeviction
+EOF
+  rm -f "$pidfile"
+  redis-server "$dir/redis.conf" >"$LOG_DIR/redis-cluster-$port.out" 2>&1 ||
+    { show_log "$LOG_DIR/redis-cluster-$port.log"; die "redis-cluster: node $port failed to start"; }
+  for ((i = 0; i < REDIS_WAIT_S * 4; i++)); do node_ping "$port" && return 0; sleep 0.25; done
+  show_log "$LOG_DIR/redis-cluster-$port.log"
+  die "redis-cluster: node $port not answering after ${REDIS_WAIT_S}s"
+}
+
+redis_cluster_up() {
+  local t0 port i nodes=() fresh=1; t0="$(now)"
+  command -v redis-server >/dev/null 2>&1 || redis_up # installs redis-server and redis-tools
+  for port in $(cluster_ports); do
+    cluster_node_up "$port"
+    nodes+=("127.0.0.1:$port")
+    [[ "$(node_info "$port" cluster_known_nodes)" == 1 ]] || fresh=0
+  done
+  if cluster_ok; then say "redis-cluster already running on ${nodes[*]}"; return 0; fi
+  if [[ "$fresh" == 1 ]]; then
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+      >"$LOG_DIR/redis-cluster-create.log" 2>&1 ||
+      { show_log "$LOG_DIR/redis-cluster-create.log"; die "redis-cluster: create failed"; }
+  fi
+  for ((i = 0; i < REDIS_WAIT_S * 4; i++)); do cluster_ok && break; sleep 0.25; done
+  cluster_ok || die "redis-cluster: not ok after ${REDIS_WAIT_S}s (to start over: stack.sh stop redis-cluster; rm -r $REDIS_CLUSTER_DIR)"
+  say "redis-cluster ready on ${nodes[*]} ($(elapsed "$t0"))"
+}
+
+redis_cluster_down() {
+  local port pidfile stopped=0
+  for port in $(cluster_ports); do
+    pidfile="$(cluster_pid "$port")"
+    pid_alive "$pidfile" || continue
+    redis-cli -h 127.0.0.1 -p "$port" shutdown nosave >/dev/null 2>&1 ||
+      kill -TERM "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+    stopped=1
+  done
+  if [[ "$stopped" == 1 ]]; then say "redis-cluster stopped"; else say "redis-cluster already stopped"; fi
+}
+
+redis_cluster_status() {
+  if cluster_ok; then echo "redis-cluster running  127.0.0.1:$REDIS_CLUSTER_PORTS (tests only)"
+  else echo "redis-cluster stopped  127.0.0.1:$REDIS_CLUSTER_PORTS (tests only)"; fi
+}
+
+# --------------------------------------------------------------------------
 # Kafka (KRaft, single node broker+controller, jars from Maven Central)
 # --------------------------------------------------------------------------
 # ApiVersions v0 request over a plain socket (stdlib only): proves the broker
@@ -748,6 +837,7 @@ cmd_up() {
   ensure_state_dir
   pg_up
   redis_up
+  redis_cluster_up
   kafka_up
   prom_up
   say "all up ($(elapsed "$t0")); state in $STATE_DIR"
@@ -758,6 +848,7 @@ cmd_down() {
   local rc=0
   prom_down || rc=1
   kafka_down || rc=1
+  redis_cluster_down || rc=1
   redis_down || rc=1
   pg_down || rc=1
   return "$rc"
@@ -766,6 +857,7 @@ cmd_down() {
 cmd_status() {
   pg_status
   redis_status
+  redis_cluster_status
   kafka_status
   prom_status
 }
@@ -777,10 +869,11 @@ cmd_component() { # start|stop|install postgres|redis|kafka|prometheus... (fault
     case "$part:$action" in
       postgres:start) pg_up ;; postgres:stop) pg_down ;;
       redis:start) redis_up ;; redis:stop) redis_down ;;
+      redis-cluster:start) redis_cluster_up ;; redis-cluster:stop) redis_cluster_down ;;
       kafka:start) kafka_up ;; kafka:stop) kafka_down ;;
       prometheus:start) prom_up ;; prometheus:stop) prom_down ;;
       prometheus:install) prom_install ;;
-      *) die "cannot $action '$part' (start|stop: postgres, redis, kafka, prometheus; install: prometheus)" ;;
+      *) die "cannot $action '$part' (start|stop: postgres, redis, redis-cluster, kafka, prometheus; install: prometheus)" ;;
     esac
   done
 }
@@ -791,9 +884,9 @@ case "${1:-}" in
   status) cmd_status ;;
   start | stop | install) cmd_component "$@" ;;
   *)
-    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|kafka|prometheus}... | install prometheus" >&2
+    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|redis-cluster|kafka|prometheus}... | install prometheus" >&2
     echo "env: PIGEONHOLE_STATE_DIR (default <repo>/.stack), PIGEONHOLE_PG_PORT (5432)," >&2
-    echo "     PIGEONHOLE_REDIS_PORT (6379), PIGEONHOLE_KAFKA_PORT (9092), PIGEONHOLE_PROMETHEUS_PORT (9090)" >&2
+    echo "     PIGEONHOLE_REDIS_PORT (6379), PIGEONHOLE_REDIS_CLUSTER_PORTS (7001,7002,7003), PIGEONHOLE_KAFKA_PORT (9092), PIGEONHOLE_PROMETHEUS_PORT (9090)" >&2
     exit 2
     ;;
 esac

@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from cachetools import TTLCache
-from redis.asyncio import Redis
 
 from services.delivery import failures_repository, repository
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, OutcomeDetail, RecipientOutcome, SendBatch
+from shared.inbox_signals import publish_changes
 from shared.personalization.stored import platform_bits
+from shared.redis_client import RedisClient
 from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
@@ -104,11 +105,14 @@ class PgDeliveryStore:
 
 
 class RedisInboxSignal:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: RedisClient) -> None:
         self.redis = redis
 
     async def inboxes_changed(self, contact_ids: Iterable[str]) -> None:
-        await bump_inbox_versions(self.redis, contact_ids)
+        """New versions for phone homes, then one signal per bucket for live streams."""
+        changed = list(contact_ids)
+        await bump_inbox_versions(self.redis, changed)
+        await publish_changes(self.redis, changed)
 
 
 class KafkaOutcomes:

@@ -5,8 +5,11 @@ send job ids scored by delivery time, so one set answers every rolling window. T
 check-and-count of a whole batch is one Lua script call — atomic, so concurrent sends
 cannot both take the last slot — and one round trip with one reply to read.
 
-The script names keys of many contacts, so it needs a single Redis (with replicas), not
-Redis Cluster; a cluster would need the batch split by hash slot.
+Redis Cluster ready: the script names keys of many contacts, so they must share one slot.
+Every contact's keys carry its partition bucket's hash tag (shared/redis_slots.py) and a
+batch holds one bucket, so a batch is one call on a single Redis and on a cluster alike.
+Recipients of several buckets (any other caller) are grouped per tag: one call per group,
+pipelined (one round trip per cluster node), each atomic for its contacts.
 
 Idempotent under redelivery: a recipient whose send job is already in its sets was
 allowed before and is allowed again without counting twice (the inbox then reports
@@ -15,10 +18,11 @@ allowed before and is allowed again without counting twice (the inbox then repor
 Durable by rebuild, not by Redis persistence: Redis holds only what can be rebuilt.
 After the script admits recipients, one INSERT per batch records them in PostgreSQL's
 ``cap_hits`` (send job, contact, the scopes counted, the score) — only sends that have
-caps write anything. The script also checks the ``CAPS_REBUILT`` marker that every rebuild
-writes; an emptied Redis (data lost, FLUSHALL) lacks it, so the script counts nothing and
-answers "rebuild first", and the worker reloads the sets from ``cap_hits``
-(shared/cap_hits.py, one process at a time) before counting this batch. Redis's own
+caps write anything. The script also checks its group's rebuild marker (one per slot tag,
+``caps_rebuilt(tag)``, all written by every rebuild); an emptied Redis (data lost,
+FLUSHALL) or cluster node lacks the markers of its slots, so the script counts nothing
+there and answers "rebuild first", and the worker reloads the sets from ``cap_hits``
+(shared/cap_hits.py, one process at a time) before counting those recipients. Redis's own
 AOF (everysec) covers a plain restart; a crash that loses the last second keeps the
 marker, and ``pigeonhole caps rebuild`` restores those hits by hand. The rows are kept
 for the longest window + a margin, then purged by the scheduler.
@@ -36,11 +40,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
-from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from services.delivery.repository import insert_cap_hits
 from shared.cap_hits import ensure_loaded
-from shared.redis_keys import CAP_RETENTION_MS, CAPS_REBUILT, cap_key
+from shared.redis_client import RedisClient, run_per_slot
+from shared.redis_keys import CAP_RETENTION_MS, cap_key, caps_rebuilt
+from shared.redis_slots import by_tag
 
 __all__ = ["Cap", "FrequencyCaps", "app_caps", "cap_key", "tag_caps"]
 
@@ -55,11 +61,11 @@ RETENTION_MS = CAP_RETENTION_MS  # every window, and a tag cap's longest period 
 assert max(WINDOWS_MS.values()) <= RETENTION_MS
 NEEDS_REBUILD = -1
 
-# One call per batch. KEYS: each recipient's cap sets, ncaps per recipient, in cap order,
-# then the rebuild marker. ARGV: now_ms, member, retention_ms, ncaps, check_marker (1/0),
-# then per cap: n, (window_ms, limit)*n. Returns -1 (the marker is missing: rebuild the
-# sets first; nothing counted) or, per recipient, 1 (admitted and counted, or counted
-# before) or 0 (over a cap).
+# One call per batch (per slot tag). KEYS: each recipient's cap sets, ncaps per recipient,
+# in cap order, then the tag's rebuild marker. ARGV: now_ms, member, retention_ms, ncaps,
+# check_marker (1/0), then per cap: n, (window_ms, limit)*n. Returns -1 (the marker is
+# missing: rebuild the sets first; nothing counted) or, per recipient, 1 (admitted and
+# counted, or counted before) or 0 (over a cap).
 _CHECK_AND_COUNT = """
 local now, member = tonumber(ARGV[1]), ARGV[2]
 local retention, ncaps = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -133,37 +139,49 @@ def tag_caps(caps: Mapping[str, tuple[int, int]]) -> list[Cap]:
     ]
 
 
+Call = tuple[list[str], list[int | str]]  # a script call's keys and args
+
+
 class FrequencyCaps:
     """Counts caps in Redis and, given the pool, records the hits in PostgreSQL and rebuilds
     Redis from them when it lost its data. Without a pool (benchmarks of the script alone)
     nothing is recorded and the marker is not checked."""
 
     def __init__(
-        self, redis: Redis, pool: asyncpg.Pool | None = None, timeout: float = 5.0
+        self, redis: RedisClient, pool: asyncpg.Pool | None = None, timeout: float = 5.0
     ) -> None:
         self.redis, self.pool, self.timeout = redis, pool, timeout
-        self._script = redis.register_script(_CHECK_AND_COUNT)
+        self._script: AsyncScript = redis.register_script(_CHECK_AND_COUNT)
 
     async def admit(
         self, job_id: int, contact_ids: Sequence[str], caps: Sequence[Cap], now: datetime
     ) -> set[str]:
         """Count the send against every cap for each contact under all of them; return the
-        contacts that are over a cap (and were not counted). One script call per batch:
-        atomic, and one reply for the client to read; one INSERT of the admitted."""
+        contacts that are over a cap (and were not counted). One script call per batch
+        (per slot tag: a batch has one): atomic, and one reply for the client to read; one
+        INSERT of the admitted."""
         if not caps or not contact_ids:
             return set()
-        keys = [cap_key(contact_id, cap.scope) for contact_id in contact_ids for cap in caps]
-        keys.append(CAPS_REBUILT)
         args = self._args(job_id, caps, now)
-        results = await self._run(keys, args)
-        for _ in range(3):  # Redis lost its cap data: rebuild, then count (nothing was)
-            if results != NEEDS_REBUILD or self.pool is None:
+        groups = by_tag(contact_ids)
+        calls: dict[str, Call] = {
+            tag: ([cap_key(c, cap.scope, tag) for c in members for cap in caps]
+                  + [caps_rebuilt(tag)], args)
+            for tag, members in groups.items()
+        }  # fmt: skip
+        results = await self._run(calls)
+        for _ in range(3):  # Redis lost cap data: rebuild, then count those (nothing was)
+            lost = [tag for tag, result in results.items() if result == NEEDS_REBUILD]
+            if not lost or self.pool is None:
                 break
-            await ensure_loaded(self.pool, self.redis)
-            results = await self._run(keys, args)
-        if not isinstance(results, list):
-            raise RuntimeError("frequency caps: Redis keeps losing its data during rebuilds")
-        over = {c for c, admitted in zip(contact_ids, results, strict=True) if not admitted}
+            await ensure_loaded(self.pool, self.redis, lost)
+            results |= await self._run({tag: calls[tag] for tag in lost})
+        over: set[str] = set()
+        for tag, members in groups.items():
+            result = results[tag]
+            if not isinstance(result, list):
+                raise RuntimeError("frequency caps: Redis keeps losing its data during rebuilds")
+            over.update(c for c, admitted in zip(members, result, strict=True) if not admitted)
         if self.pool is not None:
             admitted = [c for c in contact_ids if c not in over]
             await insert_cap_hits(self.pool, job_id, admitted, [c.scope for c in caps], now)
@@ -180,7 +198,7 @@ class FrequencyCaps:
                 args += [window, limit]
         return args
 
-    async def _run(self, keys: list[str], args: list[int | str]) -> list[int] | int:
+    async def _run(self, calls: dict[str, Call]) -> dict[str, list[int] | int]:
         async with asyncio.timeout(self.timeout):  # a stalled Redis raises TimeoutError
-            results: list[int] | int = await self._script(keys=keys, args=args)
-        return results
+            results = await run_per_slot(self.redis, self._script, list(calls.values()))
+        return dict(zip(calls, results, strict=True))

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
 from services.delivery import metrics
@@ -42,6 +41,8 @@ from shared.db import create_pool
 from shared.events import BatchDelivered, SendBatch
 from shared.failures import dependency_down
 from shared.kafka import durable_producer, send_dead_letter
+from shared.redis_client import RedisClient
+from shared.redis_client import connect as connect_redis
 from shared.settings import DeliverySettings
 from shared.topics import SENDS
 
@@ -213,7 +214,7 @@ class DeliveryClients:
     """The worker's PostgreSQL pool, Redis client and Kafka producer."""
 
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: RedisClient
     producer: AIOKafkaProducer
     inbox_cap: int = 200
 
@@ -241,7 +242,7 @@ class DeliveryClients:
         # A stalled Redis surfaces as a TimeoutError from the calls' own time limits (one per
         # call, not redis-py's per-reply socket timeout, which costs a timer per reply) and
         # the batch is retried (fail-closed).
-        redis_client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
+        redis_client = connect_redis(settings.redis_url, socket_connect_timeout=5)
         producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-delivery")
         try:
             await producer.start()

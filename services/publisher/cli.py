@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-import redis.asyncio as aioredis
 import typer
 
 from services.publisher.auth import SCOPES, create_token
@@ -19,6 +18,7 @@ from services.publisher.ingest import dead_letters
 from shared.cap_hits import rebuild as rebuild_caps
 from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics
+from shared.redis_client import connect as connect_redis
 from shared.settings import CommonSettings
 
 cli = typer.Typer(help="Pigeonhole operator commands.", no_args_is_help=True)
@@ -110,7 +110,7 @@ def caps_rebuild() -> None:
     async def run() -> tuple[int, int, float]:
         settings = CommonSettings()
         pool = await create_pool(settings.database_url, max_size=1)
-        redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
+        redis = connect_redis(settings.redis_url, socket_connect_timeout=5)
         try:
             done = await rebuild_caps(pool, redis)
             return done.hits, done.members, done.seconds

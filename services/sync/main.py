@@ -12,7 +12,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -27,6 +26,7 @@ from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import NO_OTEL, GracefulServer, install_ops_routes, serve_http, server_config
+from shared.redis_client import connect as connect_redis
 from shared.redis_keys import InboxVersions
 from shared.settings import SyncSettings
 
@@ -44,7 +44,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
             max_size=settings.db_pool_max,
             server_settings=repository.POOL_SETTINGS,
         )
-        app.state.redis = aioredis.from_url(settings.redis_url)
+        app.state.redis = connect_redis(settings.redis_url)
         app.state.versions = InboxVersions(app.state.redis)
         app.state.apps = AppCache(app.state.pool)
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-sync")

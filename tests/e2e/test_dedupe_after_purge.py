@@ -26,7 +26,8 @@ from services.delivery.caps import cap_key
 from services.delivery.repository import evict_oldest
 from services.scheduler.purge import purge_expired
 from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
-from shared.redis_keys import CAPS_REBUILT
+from shared.redis_keys import caps_rebuilt
+from shared.redis_slots import tag_of
 from shared.settings import CommonSettings
 from shared.topics import DELIVERIES, bucket_of
 from tests.e2e.conftest import Operator
@@ -152,7 +153,7 @@ async def test_after_redis_lost_the_cap_sets_the_next_send_over_the_cap_is_still
     assert recorded == [f"app:{app_key}"]
 
     # Redis lost its data, as far as this contact is concerned: its set and the marker
-    await redis_client.delete(cap_key(who, f"app:{app_key}"), CAPS_REBUILT)
+    await redis_client.delete(cap_key(who, f"app:{app_key}"), caps_rebuilt(tag_of(who)))
 
     await produce_batches(
         settings.kafka_bootstrap,
@@ -160,4 +161,4 @@ async def test_after_redis_lost_the_cap_sets_the_next_send_over_the_cap_is_still
     )
     assert await outcomes.of(second) == [(who, "frequency_capped")]
     assert await redis_client.zrange(cap_key(who, f"app:{app_key}"), 0, -1) == [str(first).encode()]
-    assert await redis_client.exists(CAPS_REBUILT)
+    assert await redis_client.exists(caps_rebuilt(tag_of(who)))

@@ -35,7 +35,7 @@ from aiokafka.structs import ConsumerRecord
 
 from services.scheduler.runner import PAGE_BATCHES
 from shared.events import SendBatch
-from shared.redis_keys import inbox_version
+from shared.redis_keys import inbox_version_pattern
 from shared.settings import CommonSettings
 from shared.topics import SENDS
 from tests.conftest import REPO
@@ -259,7 +259,9 @@ async def clean_up(pool: asyncpg.Pool, redis: aioredis.Redis, run: str, job_id: 
     if job_id is not None:
         await pool.execute("DELETE FROM inbox_entries WHERE send_job_id = $1", job_id)
     await pool.execute("DELETE FROM contacts WHERE attributes->>'run' = $1", run)
-    keys = [key async for key in redis.scan_iter(match=inbox_version(f"fo-{run}-*"), count=5000)]
+    keys = [
+        key async for key in redis.scan_iter(match=inbox_version_pattern(f"fo-{run}-*"), count=5000)
+    ]
     for start in range(0, len(keys), 5000):
         await redis.unlink(*keys[start : start + 5000])
 

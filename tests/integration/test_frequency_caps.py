@@ -1,5 +1,5 @@
-"""The cap script on the real Redis: atomic under concurrency, exact under redelivery,
-rolling windows."""
+"""The cap script on the real Redis, single and Cluster (tests/cluster.py): atomic under
+concurrency, exact under redelivery, rolling windows."""
 
 from __future__ import annotations
 
@@ -9,19 +9,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis.asyncio as aioredis
 
 from services.delivery.caps import FrequencyCaps, app_caps, tag_caps
-from shared.settings import CommonSettings
+from shared.redis_client import RedisClient
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def caps(settings: CommonSettings) -> AsyncIterator[FrequencyCaps]:
-    client = aioredis.from_url(settings.redis_url)
-    yield FrequencyCaps(client)
-    await client.aclose()
+async def caps(any_redis: RedisClient) -> AsyncIterator[FrequencyCaps]:
+    yield FrequencyCaps(any_redis)
 
 
 def contact() -> str:

@@ -1,5 +1,6 @@
 """Sync reads inbox versions in batches (shared.redis_keys.InboxVersions): each reader
-gets what a GET of its own would have given, against the real Redis."""
+gets what a GET of its own would have given, against the real Redis, single and Cluster
+(tests/cluster.py: there the batch's keys span slots and nodes)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from shared.redis_client import RedisClient
 from shared.redis_keys import InboxVersions, inbox_version
 from tests.integration.test_bad_requests import closed_port
 
 
 async def test_concurrent_reads_each_get_their_own_contacts_version(
-    redis_client: aioredis.Redis,
+    any_redis: RedisClient,
 ) -> None:
+    redis_client = any_redis
     run = uuid.uuid4().hex[:8]
     contacts = [f"versions-{run}-{i}" for i in range(50)]
     for i, contact_id in enumerate(contacts[:40]):
