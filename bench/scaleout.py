@@ -13,7 +13,8 @@ a run with the stack's worker alone, then a second worker joins the group
 stop and, once the group has settled and every batch is committed, each run must still
 have exactly one inbox entry per recipient (``filed_once``; batches a stopping worker had
 not committed yet go to another, which reports their recipients as duplicates:
-``redelivered``). A run during which the stack's worker was restarted by someone else is
+``redelivered``, from the workers' /metrics, which count every job: on a shared stack,
+others' duplicates too). A run during which the stack's worker was restarted by someone else is
 measured again. Needs the stack's delivery at 1 worker (PIGEONHOLE_DELIVERY_WORKERS=1).
 
 Sync ("nothing new" phone homes, the most common; wrk at ``--concurrency``): two sync

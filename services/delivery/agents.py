@@ -22,6 +22,7 @@ events in flight to be acked before it gives their partitions away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -133,6 +134,19 @@ def _record_lag(message: Any) -> None:
     if highwater is not None:
         lag = max(highwater - message.offset - 1, 0)
         metrics.CONSUMER_LAG.labels(str(message.partition)).set(lag)
+
+
+async def _forget_lag(_app: Any, *revoked: Any, signal: Any, **_: Any) -> None:
+    """A partition taken away (a rebalance: a worker joined or left the group) is another
+    worker's to report: a stale gauge here would count its lag twice in the sum."""
+    for tp in set().union(*revoked):
+        if tp.topic == SENDS.name:
+            with contextlib.suppress(KeyError):  # none handled here since the last rebalance
+                metrics.CONSUMER_LAG.remove(str(tp.partition))
+
+
+# mode types a handler with mypy_extensions' VarArg/NamedArg, which mypy does not match here
+app.on_partitions_revoked.connect(_forget_lag)  # type: ignore[arg-type]
 
 
 ops = FastAPI(

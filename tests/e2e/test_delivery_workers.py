@@ -203,6 +203,8 @@ async def test_three_workers_one_killed_mid_send_the_others_take_its_partitions(
         assert {p: after[p] for p in held[victim]} == {p: sent[p] for p in held[victim]}
         assert sum(after[p] - at_kill[p] for p in held[victim]) > 0
         assert_each_filed_once(await contacts_filed(pool, job_id), ids)
+        for port, partitions in survivors.items():  # the dashboard's lag: no stale partition
+            assert await lag_partitions(port) <= partitions, f"{port} reports others' lag"
         assert_outcomes_consistent(tap.reasons, ids)
         deadline = time.monotonic() + 30
         while sum((await stats(pool, job_id)).values()) < COUNT:
@@ -212,6 +214,17 @@ async def test_three_workers_one_killed_mid_send_the_others_take_its_partitions(
         assert await stats(pool, job_id) == {"delivered": COUNT}
     finally:
         await clean_up(pool, redis_client, ids, job_id)
+
+
+async def lag_partitions(port: int) -> set[int]:
+    """The partitions a worker reports consumer lag for, on its /metrics."""
+    async with httpx.AsyncClient(timeout=5) as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+    return {
+        int(line.split('partition="', 1)[1].split('"', 1)[0])
+        for line in text.splitlines()
+        if line.startswith("pigeonhole_delivery_consumer_lag{")
+    }
 
 
 async def contacts_filed(pool: asyncpg.Pool, job_id: int) -> Counter[str]:
