@@ -45,6 +45,12 @@ def cap_key(contact_id: str, scope: str, tag: str | None = None) -> str:
     return f"{PREFIX}:cap:{{{tag or tag_of(contact_id)}}}:{contact_id}:{scope}"
 
 
+def cap_keys(tag: str, contact_ids: Iterable[str], scopes: list[str]) -> list[str]:
+    """``cap_key`` of each contact (all of slot tag ``tag``) and scope, contact by contact."""
+    prefix = f"{PREFIX}:cap:{{{tag}}}:"
+    return [f"{prefix}{contact_id}:{scope}" for contact_id in contact_ids for scope in scopes]
+
+
 def inbox_version(contact_id: str, tag: str | None = None) -> str:
     """A counter bumped whenever the contact's inbox changes; sync's cursor compares it."""
     return f"{PREFIX}:inbox:{{{tag or tag_of(contact_id)}}}:{contact_id}:v"
@@ -80,7 +86,7 @@ async def bump_inbox_versions(redis: RedisClient, contact_ids: Iterable[str]) ->
         return
     now_ms = int(time.time() * 1000)
     calls = [
-        ([inbox_version(contact_id, tag) for contact_id in members], [now_ms])
+        ([f"{PREFIX}:inbox:{{{tag}}}:{contact_id}:v" for contact_id in members], [now_ms])
         for tag, members in groups.items()
     ]
     async with asyncio.timeout(TIMEOUT):

@@ -16,6 +16,7 @@ tests/unit/test_redis_slots.py recomputes every slot).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 
 from shared.topics import BUCKETS, bucket_of
@@ -77,8 +78,14 @@ def tag_of(contact_id: str) -> str:
 def by_tag(contact_ids: Iterable[str]) -> dict[str, list[str]]:
     """The contacts grouped by their keys' tag (one Redis Cluster slot each), in order."""
     groups: dict[str, list[str]] = {}
+    tags, crc32 = SLOT_TAGS, zlib.crc32  # tag_of inlined: this runs per recipient
     for contact_id in contact_ids:
-        groups.setdefault(tag_of(contact_id), []).append(contact_id)
+        tag = tags[crc32(contact_id.encode()) % BUCKETS]
+        members = groups.get(tag)
+        if members is None:
+            groups[tag] = [contact_id]
+        else:
+            members.append(contact_id)
     return groups
 
 

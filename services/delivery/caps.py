@@ -45,7 +45,7 @@ from redis.commands.core import AsyncScript
 from services.delivery.repository import insert_cap_hits
 from shared.cap_hits import ensure_loaded
 from shared.redis_client import RedisClient, run_per_slot
-from shared.redis_keys import CAP_RETENTION_MS, cap_key, caps_rebuilt
+from shared.redis_keys import CAP_RETENTION_MS, cap_key, cap_keys, caps_rebuilt
 from shared.redis_slots import by_tag
 
 __all__ = ["Cap", "FrequencyCaps", "app_caps", "cap_key", "tag_caps"]
@@ -164,11 +164,11 @@ class FrequencyCaps:
             return set()
         args = self._args(job_id, caps, now)
         groups = by_tag(contact_ids)
+        scopes = [cap.scope for cap in caps]
         calls: dict[str, Call] = {
-            tag: ([cap_key(c, cap.scope, tag) for c in members for cap in caps]
-                  + [caps_rebuilt(tag)], args)
+            tag: ([*cap_keys(tag, members, scopes), caps_rebuilt(tag)], args)
             for tag, members in groups.items()
-        }  # fmt: skip
+        }
         results = await self._run(calls)
         for _ in range(3):  # Redis lost cap data: rebuild, then count those (nothing was)
             lost = [tag for tag, result in results.items() if result == NEEDS_REBUILD]

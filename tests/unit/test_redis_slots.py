@@ -9,7 +9,7 @@ from redis.asyncio.connection import SSLConnection
 from redis.crc import key_slot
 
 from shared.redis_client import connect
-from shared.redis_keys import cap_key, caps_rebuilt, inbox_version
+from shared.redis_keys import cap_key, cap_keys, caps_rebuilt, inbox_version
 from shared.redis_slots import SLOT_TAGS, SLOTS_PER_BUCKET, by_tag, tag_of
 from shared.topics import BUCKETS, bucket_of
 
@@ -31,6 +31,9 @@ def test_a_contact_s_keys_live_in_its_bucket_s_slot() -> None:
         ]
         assert {key_slot(key.encode()) for key in keys} == {slot}
         assert key_slot(caps_rebuilt(tag_of(contact_id)).encode()) == slot
+        tag = tag_of(contact_id)
+        assert cap_keys(tag, [contact_id], ["app:a", "tag:t"]) == keys[:2]
+        assert inbox_version(contact_id, tag) == keys[2]
 
 
 def test_grouping_keeps_each_group_s_order() -> None:
