@@ -37,6 +37,11 @@ _REDIS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    # a Redis Cluster with a master down or failing over (CLUSTERDOWN, TRYAGAIN, a slot
+    # no reachable node serves, redirections that never settle)
+    redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
 )
 # aiokafka flags the errors a retry can cure (``retriable``); these few are not flagged
 # but still mean "the broker is not answering", not "the record is bad".

@@ -1,13 +1,16 @@
-"""The slot-tag table (shared/redis_slots.py) and the Redis client factory's URLs."""
+"""The slot-tag table (shared/redis_slots.py), the Redis client factory's URLs, and a
+Redis Cluster's outages counted as Redis being down (the batch waits, fail-closed)."""
 
 from __future__ import annotations
 
 import pytest
+import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import SSLConnection
 from redis.crc import key_slot
 
+from shared.failures import dependency_down
 from shared.redis_client import connect
 from shared.redis_keys import cap_key, cap_keys, caps_rebuilt, inbox_version
 from shared.redis_slots import SLOT_TAGS, SLOTS_PER_BUCKET, by_tag, tag_of
@@ -68,3 +71,21 @@ async def test_a_cluster_url_makes_a_cluster_client_and_a_plain_one_a_redis() ->
 def test_a_bad_cluster_url_is_refused_with_its_reason(url: str) -> None:
     with pytest.raises(ValueError, match=r"host:port|seed nodes"):
         connect(url)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"),
+        redis.exceptions.MasterDownError("MASTERDOWN Link with MASTER is down"),
+        redis.exceptions.TryAgainError("TRYAGAIN Multiple keys request during rehashing"),
+        redis.exceptions.SlotNotCoveredError("Slot 5 is not covered by the cluster"),
+    ],
+)
+def test_a_cluster_outage_is_redis_being_down(error: Exception) -> None:
+    assert dependency_down(error) == "redis"
+
+
+def test_a_cross_slot_call_is_a_bug_not_an_outage() -> None:
+    error = redis.exceptions.RedisClusterException("Keys in request don't hash to the same slot")
+    assert dependency_down(error) is None
