@@ -7,6 +7,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -100,6 +101,15 @@ class RequestMetrics:
             children[1].inc()
 
 
+_EXIT_HOOKS: list[Callable[[], None]] = []
+
+
+def on_exit(hook: Callable[[], None]) -> None:
+    """Call ``hook`` when the server is told to stop, before it waits for the open
+    connections to finish: what never finishes by itself (a live stream) ends there."""
+    _EXIT_HOOKS.append(hook)
+
+
 class GracefulServer(uvicorn.Server):
     """uvicorn that, on SIGTERM or SIGINT, finishes in-flight requests, runs the lifespan
     shutdown and exits 0. (uvicorn's own handler re-raises the signal once it is done, so
@@ -109,6 +119,11 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, own_signals: bool = True) -> None:
         super().__init__(config)
         self.own_signals = own_signals
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        for hook in _EXIT_HOOKS:
+            hook()
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

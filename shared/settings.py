@@ -59,6 +59,11 @@ class SyncSettings(HttpServerSettings):
     # Processes serving the one port (PIGEONHOLE_SYNC_WORKERS); more than one keeps the
     # metrics in prometheus-client's multiprocess mode (services/sync/__main__.py).
     workers: int = Field(default=1, ge=1, le=64, validation_alias="pigeonhole_sync_workers")
+    # Open connections per process: live streams (GET /v1/stream) hold one each, so sync
+    # allows many more than the other services; the process raises its open-files limit
+    # to fit (services/sync/main.py). Streams beyond ``max_streams`` are answered 503.
+    http_max_connections: int = 20_000
+    max_streams: int = 15_000
 
 
 class SchedulerSettings(CommonSettings):

@@ -1,4 +1,5 @@
-"""The phone home (``POST /v1/sync``), answered in front of FastAPI.
+"""The phone home (``POST /v1/sync``), answered in front of FastAPI; so is the live stream
+(``GET /v1/stream``, services/sync/stream.py).
 
 Every device phones home every minute or so, and FastAPI's routing, dependency
 injection, validation and middleware stack cost several times the work itself. So
@@ -26,6 +27,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
+from services.sync import stream
 from services.sync.auth import AppCache, Device, Unauthorized, verify
 from services.sync.phone_home import sync_body
 from shared.http_errors import EXPECTED
@@ -52,6 +54,9 @@ class DeviceApi(FastAPI):
         self._answered = HTTP_REQUESTS.labels("sync", "POST", PATH, "2xx")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == stream.PATH and scope["method"] == "GET":
+            await stream.handle(self.state, scope, receive, send)
+            return
         if (
             scope["type"] != "http"
             or scope["path"] != PATH

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import resource
 import signal
 import socket
 import sys
@@ -21,11 +22,19 @@ from services.sync import repository, routes
 from services.sync.auth import AppCache
 from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import DeviceApi
+from services.sync.stream import Hub, UnreadCounts
 from shared.db import create_pool
 from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
-from shared.ops import NO_OTEL, GracefulServer, install_ops_routes, serve_http, server_config
+from shared.ops import (
+    NO_OTEL,
+    GracefulServer,
+    install_ops_routes,
+    on_exit,
+    serve_http,
+    server_config,
+)
 from shared.redis_client import connect as connect_redis
 from shared.redis_keys import InboxVersions
 from shared.settings import SyncSettings
@@ -49,12 +58,18 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         app.state.apps = AppCache(app.state.pool)
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-sync")
         await app.state.producer.start()
+        app.state.unread_counts = UnreadCounts(app.state.pool)
+        app.state.stream_hub = Hub(app.state.redis)
+        app.state.stream_hub.start()
+        app.state.max_streams = settings.max_streams
+        on_exit(app.state.stream_hub.close)
         # What start-up made (modules, routes, clients) lives as long as the process: keep
         # it out of the collector's scans, which otherwise walk all of it again and again.
         gc.freeze()
         try:
             yield
         finally:
+            await app.state.stream_hub.stop()
             await app.state.producer.stop()
             await app.state.redis.aclose()
             await app.state.pool.close()
@@ -74,8 +89,8 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
-        allow_methods=["GET", "POST", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "X-App-Key"],
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-App-Key", "Last-Event-ID"],
         max_age=3600,
     )
 
@@ -107,6 +122,7 @@ def _sum_metrics_of_all_processes(app: FastAPI) -> None:
 def main(workers: int = 1) -> None:
     settings = SyncSettings()
     configure_logging("sync", settings.log_level)
+    _raise_open_files_limit(settings.http_max_connections + 1024)
     app = create_app(settings)
     if workers == 1:
         serve_http(app, settings)
@@ -154,6 +170,15 @@ def _fork_worker(app: FastAPI, settings: SyncSettings, listener: socket.socket) 
         code = 0
     finally:
         os._exit(code)  # never back into the parent's loop
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Let the process hold ``wanted`` descriptors (each open stream is one), up to the
+    hard limit the system gives it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def _stop_with_parent() -> None:

@@ -27,19 +27,25 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs
 
+import asyncpg
 import jwt
 import orjson
+from starlette.types import Receive, Scope, Send
 
-from services.sync import inbox, phone_home
-from services.sync.auth import AppCache, Device, Unauthorized
+from services.sync import phone_home
+from services.sync.auth import AppCache, Device, Unauthorized, verify
+from services.sync.metrics import OPEN_STREAMS
+from shared.http_errors import EXPECTED, answer_for
 from shared.inbox_signals import PATTERN, decode
 from shared.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 
+PATH = "/v1/stream"
 HEARTBEAT_SECONDS = 15.0
 TICKET_SECONDS = 60
 TICKET_AUDIENCE = "pigeonhole-stream"
@@ -54,10 +60,7 @@ class Hub:
         self._streams: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
         self.closing = False
-
-    @property
-    def open_streams(self) -> int:
-        return sum(len(events) for events in self._streams.values())
+        self.open_streams = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="stream-hub")
@@ -78,9 +81,11 @@ class Hub:
     def listening(self, contact_id: str) -> Iterator[asyncio.Event]:
         woken = asyncio.Event()
         self._streams.setdefault(contact_id, set()).add(woken)
+        self.open_streams += 1
         try:
             yield woken
         finally:
+            self.open_streams -= 1
             held = self._streams.get(contact_id)
             if held is not None:
                 held.discard(woken)
@@ -165,9 +170,62 @@ async def redeem_ticket(apps: AppCache, redis: RedisClient, ticket: str) -> Devi
     return Device(app, contact_id)
 
 
+# The unread counts of many contacts of one app in one query (UnreadCounts), with the
+# conditions of inbox.UNREAD_COUNT; each contact's count reads its own partition.
+_UNREAD_COUNTS = """
+SELECT t.contact_id,
+       (SELECT count(*) FROM inbox_entries e
+         WHERE e.contact_id = t.contact_id AND e.kind = 'inbox' AND $2 = ANY(e.app_keys)
+           AND e.deleted_at IS NULL AND e.evicted_at IS NULL AND e.read_at IS NULL
+           AND (e.expires_at IS NULL OR e.expires_at > now())) AS unread
+  FROM unnest($1::text[]) AS t(contact_id)
+"""
+
+
+class UnreadCounts:
+    """Unread counts asked for in one turn of the event loop, read in one query per app:
+    a batch's signal wakes up to a thousand streams at once, and they share a query
+    instead of taking a pool connection each."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self._asked: dict[str, dict[str, list[asyncio.Future[int]]]] = {}
+        self._reading: set[asyncio.Task[None]] = set()
+
+    async def get(self, contact_id: str, app_key: str) -> int:
+        loop = asyncio.get_running_loop()
+        if not self._asked:
+            loop.call_soon(self._flush)
+        answer: asyncio.Future[int] = loop.create_future()
+        self._asked.setdefault(app_key, {}).setdefault(contact_id, []).append(answer)
+        return await answer
+
+    def _flush(self) -> None:
+        asked, self._asked = self._asked, {}
+        for app_key, contacts in asked.items():
+            task = asyncio.ensure_future(self._read(app_key, contacts))
+            self._reading.add(task)
+            task.add_done_callback(self._reading.discard)
+
+    async def _read(self, app_key: str, asked: dict[str, list[asyncio.Future[int]]]) -> None:
+        try:
+            rows = await self.pool.fetch(_UNREAD_COUNTS, list(asked), app_key)
+        except Exception as exc:  # every reader of the batch fails as its own query would
+            for answers in asked.values():
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(exc)
+            return
+        for row in rows:
+            for answer in asked[row["contact_id"]]:
+                if not answer.done():
+                    answer.set_result(row["unread"])
+
+
 class Stream:
-    """One device's stream: the first event (sent before the answer starts, so a
-    dependency that is down is a 503, not a broken stream), then the rest."""
+    """One device's stream, served as raw ASGI: the first event is read before the answer
+    starts (a dependency down is a 503, not a broken stream), then the stream holds one
+    task (the server's) and one watcher of the client leaving; nothing else per stream."""
 
     def __init__(self, state: Any, device: Device, last_event_id: str | None) -> None:
         self.state, self.device, self.sent = state, device, last_event_id
@@ -175,18 +233,38 @@ class Stream:
     async def first(self) -> bytes:
         return b"retry: 3000\n\n" + await self.changed()
 
-    async def rest(self, woken: asyncio.Event) -> AsyncIterator[bytes]:
+    async def serve(self, first: bytes, receive: Receive, send: Send, cors: bool) -> None:
+        headers = _CORS_HEADERS if cors else _HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": first, "more_body": True})
         hub: Hub = self.state.stream_hub
-        while not hub.closing:
+        left = False
+        with hub.listening(self.device.contact_id) as woken:
+            gone = asyncio.ensure_future(_left(receive))
+            gone.add_done_callback(lambda _: woken.set())
             try:
-                await asyncio.wait_for(woken.wait(), HEARTBEAT_SECONDS)
-            except TimeoutError:
-                yield b": heartbeat\n\n"
+                chunk = await self.changed()  # anything between the first read and now
+                while not gone.done() and not hub.closing:
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    chunk = await self._next(woken)
+            except EXPECTED as exc:  # Redis or PostgreSQL gone: the client reconnects
+                log.warning("stream ended: %s", type(exc).__name__)
+            finally:
+                left = gone.done()
+                gone.cancel()
+        if not left:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _next(self, woken: asyncio.Event) -> bytes:
+        """What to send next: an event once woken and changed, else a heartbeat."""
+        try:
+            await asyncio.wait_for(woken.wait(), HEARTBEAT_SECONDS)
+        except TimeoutError:
             woken.clear()
-            if hub.closing:
-                return
-            if event := await self.changed():
-                yield event
+            return b": heartbeat\n\n" + await self.changed()
+        woken.clear()
+        return await self.changed()
 
     async def changed(self) -> bytes:
         """An event if the version moved since the last one sent, else nothing."""
@@ -194,7 +272,73 @@ class Stream:
         version = await phone_home.current_version(self.state.versions, contact)
         if version == self.sent:
             return b""
-        unread = await inbox.unread_count(self.state.pool, contact, app_key)
+        unread = await self.state.unread_counts.get(contact, app_key)
         self.sent = version
         data = orjson.dumps({"version": version, "inboxUnreadCount": unread})
         return b"id: " + version.encode() + b"\nevent: changed\ndata: " + data + b"\n\n"
+
+
+_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+    (b"vary", b"Origin"),
+]
+_CORS_HEADERS = [*_HEADERS, (b"access-control-allow-origin", b"*")]
+
+
+async def _left(receive: Receive) -> None:
+    """Returns when the client has gone (a GET has no body to read: the next message is
+    the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def handle(state: Any, scope: Scope, receive: Receive, send: Send) -> None:
+    """``GET /v1/stream``, answered before FastAPI (a stream through its middleware and
+    StreamingResponse holds three tasks and a dozen frames for as long as it is open)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name, value)
+    cors = b"origin" in headers
+    ticket = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("ticket", [None])[-1]
+    try:
+        device = await _device(state, headers, ticket)
+        if state.stream_hub.open_streams >= state.max_streams:
+            await _refuse(send, 503, "too many open streams here", cors, {"retry-after": "5"})
+            return
+        last = headers.get(b"last-event-id", b"").decode("latin-1")[:64] or None
+        live = Stream(state, device, last)
+        first = await live.first()
+    except Unauthorized as exc:
+        await _refuse(send, 401, str(exc), cors, {"www-authenticate": "Bearer"})
+        return
+    except EXPECTED as exc:
+        answer = answer_for(exc, "GET /v1/stream")
+        await _refuse(send, answer.status, answer.message, cors, answer.headers)
+        return
+    OPEN_STREAMS.inc()
+    try:
+        await live.serve(first, receive, send, cors)
+    finally:
+        OPEN_STREAMS.dec()
+
+
+async def _device(state: Any, headers: dict[bytes, bytes], ticket: str | None) -> Device:
+    if ticket is not None:
+        return await redeem_ticket(state.apps, state.redis, ticket)
+    app_key, authorization = headers.get(b"x-app-key"), headers.get(b"authorization")
+    return await verify(
+        state.apps,
+        app_key.decode("latin-1") if app_key is not None else None,
+        authorization.decode("latin-1") if authorization is not None else None,
+    )
+
+
+async def _refuse(send: Send, status: int, message: str, cors: bool, extra: dict[str, str]) -> None:
+    body = orjson.dumps({"detail": message})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+    headers += [(b"vary", b"Origin")] + ([(b"access-control-allow-origin", b"*")] if cors else [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +15,7 @@ import orjson
 import pytest
 
 from tests.e2e.conftest import Operator
+from tests.stack_control import start_stack_services, stop_stack_service
 
 pytestmark = pytest.mark.e2e
 
@@ -141,3 +143,22 @@ async def test_a_ticket_opens_one_stream_once_and_is_no_device_token(
         refused = await device_api.get("/v1/stream", params=params)
         assert refused.status_code == 401, (params, refused.text)
     assert (await device_api.post("/v1/stream/ticket")).status_code == 401
+
+
+async def test_stopping_sync_ends_open_streams_cleanly(
+    operator: Operator, device_api: httpx.AsyncClient
+) -> None:
+    """A stream never ends by itself: a stopping sync must end it (the final chunk, so the
+    client sees a clean end and reconnects), not wait out its grace period and cut it."""
+    who = await operator.contact("shutdown")
+    try:
+        async with opened(device_api, operator.device(who)) as stream:
+            await stream.next()
+            stopping = asyncio.create_task(
+                asyncio.to_thread(stop_stack_service, "sync", signal.SIGTERM)
+            )
+            with pytest.raises(AssertionError, match="the stream ended"):
+                await stream.next()
+            await stopping
+    finally:
+        start_stack_services("sync")
