@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -24,7 +25,7 @@ from services.delivery.caps import FrequencyCaps, app_caps
 from services.delivery.deliverer import BatchDeliverer
 from services.sync.main import create_app
 from shared.events import BatchDelivered, Recipient, SendBatch, SendOptions
-from shared.redis_keys import cap_key, caps_rebuilt, inbox_version
+from shared.redis_keys import bump_inbox_versions, cap_key, caps_rebuilt, inbox_version
 from shared.redis_slots import SLOT_TAGS, tag_of
 from shared.settings import SyncSettings
 from shared.topics import BUCKETS, bucket_of
@@ -72,6 +73,20 @@ async def test_a_batch_across_every_node_is_capped_per_contact_and_counted_once(
         "SELECT count(*) FROM cap_hits WHERE contact_id = ANY($1)", batch
     )
     assert recorded == 2 * len(batch)
+
+
+async def test_masters_that_forgot_the_scripts_are_given_them_again(
+    cluster_client: RedisCluster,
+) -> None:  # as after a restart: the next batch loads the scripts and is counted
+    batch = [c for c in contacts(2000) if bucket_of(c) == 200]
+    for primary in cluster_client.get_primaries():
+        node = aioredis.Redis(host=primary.host, port=int(primary.port))
+        await node.script_flush()
+        await node.aclose()
+    assert await FrequencyCaps(cluster_client).admit(1, batch, DAILY_TWO, NOW) == set()
+    await bump_inbox_versions(cluster_client, batch)
+    assert await cluster_client.zcard(cap_key(batch[0], "app:app")) == 1
+    assert await cluster_client.exists(*(inbox_version(c) for c in batch)) == len(batch)
 
 
 async def test_a_node_that_lost_its_data_is_rebuilt_and_the_caps_still_bite(
