@@ -114,7 +114,9 @@ class BatchDelivered(Event):
     outcomes: list[RecipientOutcome]
 
 
-EngagementType = Literal["view", "click", "dismiss", "read", "delete"]
+# view, click, dismiss: reported by devices (POST /v1/events); read, unread, archive, pin,
+# delete: App Inbox states set by devices (also through POST /v1/events for read, delete)
+EngagementType = Literal["view", "click", "dismiss", "read", "unread", "archive", "pin", "delete"]
 
 
 class MessageEngaged(Event):

@@ -14,12 +14,12 @@ PENDING_LIMIT = 100
 # 650,000 entries). Given when the pool connects.
 POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 
-# One round trip: the unread App Inbox count, and the pending in-app messages for the
-# requesting platform. An entry filed by value brings its merge-tag texts (sync renders
-# its content); one stored rendered brings only that platform's template, never the
-# other platforms'. The count row is always there; with nothing pending its message
-# columns are NULL. Both parts name the contact ($1): they read the one partition of
-# inbox_entries it hashes to.
+# One round trip: the unread App Inbox count (the badge: services/sync/inbox.py), and the
+# pending in-app messages for the requesting platform. An entry filed by value brings its
+# merge-tag texts (sync renders its content); one stored rendered brings only that
+# platform's template, never the other platforms'. The count row is always there; with
+# nothing pending its message columns are NULL. Both parts name the contact ($1): they
+# read the one partition of inbox_entries it hashes to.
 PHONE_HOME = """
 WITH pending AS (
     SELECT id, content_id, merge_values, max_views, views, expires_at,
@@ -35,7 +35,7 @@ WITH pending AS (
     SELECT count(*) AS unread FROM inbox_entries
      WHERE contact_id = $1 AND kind = 'inbox' AND $2 = ANY(app_keys)
        AND deleted_at IS NULL AND evicted_at IS NULL AND read_at IS NULL
-       AND (expires_at IS NULL OR expires_at > now())
+       AND archived_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 )
 SELECT u.unread, p.* FROM unread u LEFT JOIN pending p ON true ORDER BY p.id DESC
 """

@@ -38,6 +38,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.sync import phone_home
 from services.sync.auth import AppCache, Device, Unauthorized, verify
+from services.sync.inbox import UNREAD
 from services.sync.metrics import OPEN_STREAMS
 from shared.http_errors import EXPECTED, answer_for
 from shared.inbox_signals import PATTERN, decode
@@ -170,16 +171,17 @@ async def redeem_ticket(apps: AppCache, redis: RedisClient, ticket: str) -> Devi
     return Device(app, contact_id)
 
 
-# The unread counts of many contacts of one app in one query (UnreadCounts), with the
-# conditions of inbox.UNREAD_COUNT; each contact's count reads its own partition.
-_UNREAD_COUNTS = """
-SELECT t.contact_id,
-       (SELECT count(*) FROM inbox_entries e
-         WHERE e.contact_id = t.contact_id AND e.kind = 'inbox' AND $2 = ANY(e.app_keys)
-           AND e.deleted_at IS NULL AND e.evicted_at IS NULL AND e.read_at IS NULL
-           AND (e.expires_at IS NULL OR e.expires_at > now())) AS unread
-  FROM unnest($1::text[]) AS t(contact_id)
+# The badges of many contacts of one app in one query (UnreadCounts): the unread counts
+# of inbox.UNREAD_COUNTS, per contact and category.
+_UNREAD_COUNTS = f"""
+SELECT e.contact_id, c.category, count(*) AS unread
+  FROM inbox_entries e LEFT JOIN contents c ON c.id = e.content_id
+ WHERE e.contact_id = ANY($1::text[]) AND e.kind = 'inbox' AND $2 = ANY(e.app_keys)
+   AND e.deleted_at IS NULL AND e.evicted_at IS NULL AND {UNREAD}
+   AND (e.expires_at IS NULL OR e.expires_at > now())
+ GROUP BY e.contact_id, c.category ORDER BY c.category NULLS LAST
 """
+Badge = dict[str, Any]
 
 
 class UnreadCounts:
@@ -189,14 +191,15 @@ class UnreadCounts:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._asked: dict[str, dict[str, list[asyncio.Future[int]]]] = {}
+        self._asked: dict[str, dict[str, list[asyncio.Future[Badge]]]] = {}
         self._reading: set[asyncio.Task[None]] = set()
 
-    async def get(self, contact_id: str, app_key: str) -> int:
+    async def get(self, contact_id: str, app_key: str) -> Badge:
+        """``{"unreadCount": n, "byCategory": [{"category", "unread"}, ...]}``"""
         loop = asyncio.get_running_loop()
         if not self._asked:
             loop.call_soon(self._flush)
-        answer: asyncio.Future[int] = loop.create_future()
+        answer: asyncio.Future[Badge] = loop.create_future()
         self._asked.setdefault(app_key, {}).setdefault(contact_id, []).append(answer)
         return await answer
 
@@ -207,7 +210,7 @@ class UnreadCounts:
             self._reading.add(task)
             task.add_done_callback(self._reading.discard)
 
-    async def _read(self, app_key: str, asked: dict[str, list[asyncio.Future[int]]]) -> None:
+    async def _read(self, app_key: str, asked: dict[str, list[asyncio.Future[Badge]]]) -> None:
         try:
             rows = await self.pool.fetch(_UNREAD_COUNTS, list(asked), app_key)
         except Exception as exc:  # every reader of the batch fails as its own query would
@@ -216,10 +219,15 @@ class UnreadCounts:
                     if not answer.done():
                         answer.set_exception(exc)
             return
+        badges: dict[str, Badge] = {c: {"unreadCount": 0, "byCategory": []} for c in asked}
         for row in rows:
-            for answer in asked[row["contact_id"]]:
+            badge = badges[row["contact_id"]]
+            badge["unreadCount"] += row["unread"]
+            badge["byCategory"].append({"category": row["category"], "unread": row["unread"]})
+        for contact_id, answers in asked.items():
+            for answer in answers:
                 if not answer.done():
-                    answer.set_result(row["unread"])
+                    answer.set_result(badges[contact_id])
 
 
 class Stream:
@@ -272,9 +280,10 @@ class Stream:
         version = await phone_home.current_version(self.state.versions, contact)
         if version == self.sent:
             return b""
-        unread = await self.state.unread_counts.get(contact, app_key)
+        badge = await self.state.unread_counts.get(contact, app_key)
         self.sent = version
-        data = orjson.dumps({"version": version, "inboxUnreadCount": unread})
+        data = orjson.dumps({"version": version, "inboxUnreadCount": badge["unreadCount"],
+                             "unreadByCategory": badge["byCategory"]})  # fmt: skip
         return b"id: " + version.encode() + b"\nevent: changed\ndata: " + data + b"\n\n"
 
 

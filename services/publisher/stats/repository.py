@@ -108,5 +108,8 @@ async def query(pool: asyncpg.Pool, scope: Scope, value: int | str) -> dict[str,
         "clicked": by_type.get("click", 0),
         "dismissed": by_type.get("dismiss", 0),
         "read": by_type.get("read", 0),
+        "unread": by_type.get("unread", 0),
+        "archived": by_type.get("archive", 0),
+        "pinned": by_type.get("pin", 0),
         "deleted": by_type.get("delete", 0),
     }
