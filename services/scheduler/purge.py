@@ -11,6 +11,12 @@ short statement, so it never holds long locks or a huge transaction):
   partition by partition, each chunk a statement on one partition (its own expiry index,
   its rows addressed by ``ctid``), so no statement reads more than one partition and
   autovacuum, which works per partition, finds each one's dead rows on its own.
+  Each App Inbox entry deleted leaves a tombstone (``inbox_tombstones``, migration 0017),
+  written by the deleting statement itself, so delta sync (services/sync/changes.py) can
+  tell a device whose cursor predates the deletion to drop it.
+- tombstones older than ``TOMBSTONES_KEPT_SECONDS``, in the statement that raises
+  ``inbox_tombstones_horizon`` to the newest transaction purged: a delta cursor at or
+  below it is answered 410 (refetch), since it may have missed a removal.
 - frequency-cap hits (``cap_hits``) older than the longest cap window + a margin.
 - personalization failures (``delivery_failures``) older than 30 days: what an operator
   reads to answer "why was this recipient skipped" for a recent send.
@@ -36,35 +42,68 @@ MARGIN_SECONDS = 86_400.0
 REPLAY_WINDOW_SECONDS = SENDS_REPLAY_WINDOW_MS / 1000 + MARGIN_SECONDS
 CAP_HITS_KEPT_SECONDS = CAP_RETENTION_MS / 1000 + MARGIN_SECONDS
 DELIVERY_FAILURES_KEPT_SECONDS = 30 * 86_400.0
+# A device offline longer than this since its last delta sync refetches its inbox.
+TOMBSTONES_KEPT_SECONDS = 30 * 86_400.0
 
-# The leaf tables of inbox_entries (none before migration 0014: then the table itself), as
-# regclass text: quoted where a name needs it, so it can be put into a statement.
-_INBOX_PARTITIONS = """
-SELECT relid::regclass::text FROM pg_partition_tree('inbox_entries'::regclass)
+# The leaf tables of a partitioned table (inbox_entries since migration 0014)
+_PARTITIONS = """
+SELECT relid::regclass::text FROM pg_partition_tree($1::regclass)
  WHERE isleaf ORDER BY relid::regclass::text
 """
 
+# Every chunk statement answers how many rows it deleted.
 _PURGE_PARTITION_CHUNK = """
-DELETE FROM {partition}
- WHERE ctid = ANY(ARRAY(
-       SELECT ctid FROM {partition}
-        WHERE expires_at < now() - make_interval(secs => greatest($1::float8, $3::float8))
-          AND delivered_at < now() - make_interval(secs => $3)
-        LIMIT $2))
+WITH gone AS (
+    DELETE FROM {partition}
+     WHERE ctid = ANY(ARRAY(
+           SELECT ctid FROM {partition}
+            WHERE expires_at < now() - make_interval(secs => greatest($1::float8, $3::float8))
+              AND delivered_at < now() - make_interval(secs => $3)
+            LIMIT $2))
+    RETURNING contact_id, id, kind, app_keys
+), tombstones AS (
+    INSERT INTO inbox_tombstones (contact_id, entry_id, app_keys)
+    SELECT contact_id, id, app_keys FROM gone WHERE kind = 'inbox'
+    ON CONFLICT DO NOTHING
+)
+SELECT count(*) FROM gone
+"""
+
+_PURGE_TOMBSTONES_CHUNK = """
+WITH gone AS (
+    DELETE FROM {partition}
+     WHERE ctid = ANY(ARRAY(SELECT ctid FROM {partition}
+                             WHERE removed_at < now() - make_interval(secs => $1)
+                             LIMIT $2))
+    RETURNING change_xid
+), horizon AS (
+    UPDATE inbox_tombstones_horizon
+       SET purged_xid = greatest(purged_xid, (SELECT max(change_xid) FROM gone))
+     WHERE EXISTS (SELECT FROM gone)
+)
+SELECT count(*) FROM gone
 """
 
 _PURGE_CAP_HITS_CHUNK = """
-DELETE FROM cap_hits
- WHERE ctid = ANY(ARRAY(SELECT ctid FROM cap_hits
-                         WHERE counted_at < now() - make_interval(secs => $1)
-                         LIMIT $2))
+WITH gone AS (
+    DELETE FROM cap_hits
+     WHERE ctid = ANY(ARRAY(SELECT ctid FROM cap_hits
+                             WHERE counted_at < now() - make_interval(secs => $1)
+                             LIMIT $2))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
 """
 
 _PURGE_FAILURES_CHUNK = """
-DELETE FROM delivery_failures
- WHERE ctid = ANY(ARRAY(SELECT ctid FROM delivery_failures
-                         WHERE at < now() - make_interval(secs => $1)
-                         LIMIT $2))
+WITH gone AS (
+    DELETE FROM delivery_failures
+     WHERE ctid = ANY(ARRAY(SELECT ctid FROM delivery_failures
+                             WHERE at < now() - make_interval(secs => $1)
+                             LIMIT $2))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
 """
 
 
@@ -77,9 +116,7 @@ async def purge_expired(
     """Delete every entry expired more than ``grace_seconds`` ago and delivered more than
     ``replay_window_seconds`` ago; return how many."""
     total = 0
-    partitions = [r[0] for r in await pool.fetch(_INBOX_PARTITIONS)] or ["inbox_entries"]
-    for partition in partitions:
-        # the name comes from the catalog, quoted by regclass, never from input
+    for partition in await _partitions(pool, "inbox_entries"):
         sql = _PURGE_PARTITION_CHUNK.format(partition=partition)
         total += await _in_chunks(
             pool, sql, float(grace_seconds), chunk, float(replay_window_seconds), count=True
@@ -87,6 +124,27 @@ async def purge_expired(
     if total:
         log.info("expired inbox entries purged", extra={"purged": total})
     return total
+
+
+async def purge_tombstones(
+    pool: asyncpg.Pool, chunk: int, kept_seconds: float = TOMBSTONES_KEPT_SECONDS
+) -> int:
+    """Delete the tombstones older than ``kept_seconds``, raising the horizon below which
+    delta cursors are too old; return how many."""
+    total = 0
+    for partition in await _partitions(pool, "inbox_tombstones"):
+        sql = _PURGE_TOMBSTONES_CHUNK.format(partition=partition)
+        total += await _in_chunks(pool, sql, float(kept_seconds), chunk)
+    if total:
+        log.info("old inbox tombstones purged", extra={"purged": total})
+    return total
+
+
+async def _partitions(pool: asyncpg.Pool, table: str) -> list[str]:
+    """The leaf tables of ``table`` (the table itself if it is not partitioned), as regclass
+    text: quoted where a name needs it, so it can be put into a statement (the names come
+    from the catalog, never from input)."""
+    return [r[0] for r in await pool.fetch(_PARTITIONS, table)] or [table]
 
 
 async def purge_cap_hits(
@@ -111,8 +169,7 @@ async def _in_chunks(
 ) -> int:
     total = 0
     while True:
-        result = await pool.execute(sql, first, chunk, *rest)
-        deleted = int(result.split()[-1])
+        deleted = int(await pool.fetchval(sql, first, chunk, *rest))
         total += deleted
         if count:  # the metric counts inbox entries only
             metrics.PURGED.inc(deleted)
@@ -129,6 +186,7 @@ async def purge_periodically(
             await purge_expired(pool, grace_seconds, chunk)
             await purge_cap_hits(pool, chunk)
             await purge_delivery_failures(pool, chunk)
+            await purge_tombstones(pool, chunk)
         except Exception as exc:  # the next interval tries again; the task never ends
             dependency = dependency_down(exc)
             if dependency is None:
