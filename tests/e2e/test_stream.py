@@ -162,3 +162,32 @@ async def test_stopping_sync_ends_open_streams_cleanly(
             await stopping
     finally:
         start_stack_services("sync")
+
+
+async def test_bad_stream_requests_are_refused_or_harmless(
+    operator: Operator, device_api: httpx.AsyncClient
+) -> None:
+    """What a fuzzer would send: hostile tickets and headers are a 401 or, where the value
+    is only compared (Last-Event-ID), an ordinary stream; never a 5xx, never a hang."""
+    device = operator.device(await operator.contact("bad-stream"))
+    for params in (
+        {"ticket": "\x00"},
+        {"ticket": "a.b.c"},
+        {"ticket": "x" * 5000},
+        {"ticket": "e30.e30.e30"},
+    ):
+        refused = await device_api.get("/v1/stream", params=params)
+        assert refused.status_code == 401, (params, refused.text)
+    for query in ("ticket=%ED%A0%80", "ticket=%FF%FE", "ticket=&ticket=x", "ticket"):
+        refused = await device_api.get(f"/v1/stream?{query}")
+        assert refused.status_code == 401, (query, refused.text)
+    last: str | bytes
+    odd = await device_api.get("/v1/stream", headers={**device, "Last-Event-ID": "\x7f"})
+    assert odd.status_code == 400  # the HTTP parser refuses a DEL in a header
+    for last in ("9" * 5000, b"\xc3\xa9\xff", "-1", ""):
+        headers = {**device, "Last-Event-ID": last}
+        async with opened(device_api, headers) as stream:  # a full catch-up event
+            assert (await stream.next())["event"] == "changed"
+    for method in ("POST", "PUT", "DELETE", "HEAD"):
+        answer = await device_api.request(method, "/v1/stream", headers=device)
+        assert answer.status_code == 405, (method, answer.status_code)
