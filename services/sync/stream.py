@@ -62,6 +62,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.closing = False
         self.open_streams = 0
+        self.subscribed = asyncio.Event()  # set while the subscription is up
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="stream-hub")
@@ -122,12 +123,14 @@ class Hub:
         pubsub = self.redis.pubsub()
         try:
             await pubsub.psubscribe(PATTERN)
+            self.subscribed.set()
             self._wake_all()  # signals may have been missed while not subscribed
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
                 if message is not None and message["type"] == "pmessage":
                     self.wake(decode(message["data"]))
         finally:
+            self.subscribed.clear()
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -57,7 +57,7 @@ class EventStream:
 
 @contextlib.asynccontextmanager
 async def opened(
-    client: httpx.AsyncClient, headers: dict[str, str], **params: str
+    client: httpx.AsyncClient, headers: Mapping[str, str | bytes], **params: str
 ) -> AsyncIterator[EventStream]:
     async with client.stream("GET", "/v1/stream", headers=headers, params=params) as response:
         assert response.status_code == 200, (await response.aread()).decode()
