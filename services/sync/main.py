@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from services.sync import inbox_routes, repository, routes
+from services.sync import changes, inbox_routes, repository, routes
 from services.sync.auth import AppCache
 from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import DeviceApi
@@ -83,6 +83,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
 
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(changes.router)
     app.include_router(inbox_routes.router)
     app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes, render=render_refusal)
     # Web pages on the customer's own origins call the device API; credentials travel in
