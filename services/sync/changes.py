@@ -60,6 +60,9 @@ _CURSOR = re.compile(
 # (unix ms), $5 before this id (NULL: from the newest), $6 rows wanted.
 _SINCE = "$3::text::xid8"
 _SINCE_AT = "timestamptz 'epoch' + ($4::bigint - 1) * interval '1 millisecond'"
+# a cursor's time ahead of the database's clock by more than this was not given by it (a
+# clock stepped back by less still answers)
+_CLOCK_SLACK_MS = 300_000
 _VISIBLE = inbox._VISIBLE  # what GET /v1/inbox?status=all lists
 CHANGES = f"""
 WITH snap AS (
@@ -81,7 +84,8 @@ WITH snap AS (
     ) x ORDER BY x.id DESC LIMIT $6
 )
 SELECT pg_snapshot_xmin(s.s)::text AS next_xid, s.at_ms AS next_ms,
-       coalesce(pg_snapshot_xmax(s.s) < {_SINCE} OR $4::bigint > s.at_ms, false) AS ahead,
+       coalesce(pg_snapshot_xmax(s.s) < {_SINCE} OR $4::bigint > s.at_ms + {_CLOCK_SLACK_MS},
+                false) AS ahead,
        coalesce((SELECT h.purged_xid >= {_SINCE} FROM inbox_tombstones_horizon h), false)
            AS too_old,
        p.id AS change_id, p.visible, v.*
