@@ -77,6 +77,9 @@ class SchedulerSettings(CommonSettings):
     purge_grace_seconds: int = 3600
     purge_interval_seconds: float = 60
     purge_chunk: int = 5000
+    # delta sync's tombstones of purged App Inbox entries are kept this long: a device whose
+    # cursor is older refetches its inbox (410)
+    tombstones_kept_seconds: int = Field(default=30 * 86_400, ge=3600)
 
 
 class DeliverySettings(CommonSettings):

@@ -98,6 +98,7 @@ async def serve(settings: SchedulerSettings) -> None:
         purge_periodically(
             pool, settings.purge_grace_seconds, settings.purge_chunk,
             settings.purge_interval_seconds, stop,
+            tombstones_kept_seconds=settings.tombstones_kept_seconds,
         )
     )  # fmt: skip
     log.info("scheduler started", extra={"owner": owner})

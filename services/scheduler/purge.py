@@ -14,7 +14,7 @@ short statement, so it never holds long locks or a huge transaction):
   Each App Inbox entry deleted leaves a tombstone (``inbox_tombstones``, migration 0017),
   written by the deleting statement itself, so delta sync (services/sync/changes.py) can
   tell a device whose cursor predates the deletion to drop it.
-- tombstones older than ``TOMBSTONES_KEPT_SECONDS``, in the statement that raises
+- tombstones older than ``tombstones_kept_seconds`` (30 days), in the statement that raises
   ``inbox_tombstones_horizon`` to the newest transaction purged: a delta cursor at or
   below it is answered 410 (refetch), since it may have missed a removal.
 - frequency-cap hits (``cap_hits``) older than the longest cap window + a margin.
@@ -42,7 +42,8 @@ MARGIN_SECONDS = 86_400.0
 REPLAY_WINDOW_SECONDS = SENDS_REPLAY_WINDOW_MS / 1000 + MARGIN_SECONDS
 CAP_HITS_KEPT_SECONDS = CAP_RETENTION_MS / 1000 + MARGIN_SECONDS
 DELIVERY_FAILURES_KEPT_SECONDS = 30 * 86_400.0
-# A device offline longer than this since its last delta sync refetches its inbox.
+# A device offline longer than this since its last delta sync refetches its inbox
+# (PIGEONHOLE_TOMBSTONES_KEPT_SECONDS for the scheduler).
 TOMBSTONES_KEPT_SECONDS = 30 * 86_400.0
 
 # The leaf tables of a partitioned table (inbox_entries since migration 0014)
@@ -179,14 +180,19 @@ async def _in_chunks(
 
 
 async def purge_periodically(
-    pool: asyncpg.Pool, grace_seconds: float, chunk: int, interval: float, stop: asyncio.Event
+    pool: asyncpg.Pool,
+    grace_seconds: float,
+    chunk: int,
+    interval: float,
+    stop: asyncio.Event,
+    tombstones_kept_seconds: float = TOMBSTONES_KEPT_SECONDS,
 ) -> None:
     while not stop.is_set():
         try:
             await purge_expired(pool, grace_seconds, chunk)
             await purge_cap_hits(pool, chunk)
             await purge_delivery_failures(pool, chunk)
-            await purge_tombstones(pool, chunk)
+            await purge_tombstones(pool, chunk, tombstones_kept_seconds)
         except Exception as exc:  # the next interval tries again; the task never ends
             dependency = dependency_down(exc)
             if dependency is None:
