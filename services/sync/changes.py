@@ -63,17 +63,17 @@ _SINCE_AT = "timestamptz 'epoch' + ($4::bigint - 1) * interval '1 millisecond'"
 # a cursor's time ahead of the database's clock by more than this was not given by it (a
 # clock stepped back by less still answers)
 _CLOCK_SLACK_MS = 300_000
-_VISIBLE = inbox._VISIBLE  # what GET /v1/inbox?status=all lists
+VISIBLE = inbox.VISIBLE  # what GET /v1/inbox?status=all lists
 CHANGES = f"""
 WITH snap AS (
     SELECT pg_current_snapshot() AS s, floor(extract(epoch FROM now()) * 1000)::bigint AS at_ms
 ), page AS (
     SELECT x.id, x.visible FROM (
-        SELECT e.id, ({_VISIBLE}) AS visible
+        SELECT e.id, ({VISIBLE}) AS visible
           FROM inbox_entries e
          WHERE e.contact_id = $1 AND e.kind = 'inbox' AND $2 = ANY(e.app_keys)
            AND ($5::bigint IS NULL OR e.id < $5)
-           AND CASE WHEN $3::text IS NULL THEN {_VISIBLE}
+           AND CASE WHEN $3::text IS NULL THEN {VISIBLE}
                     ELSE e.change_xid >= {_SINCE}
                          OR (e.expires_at <= now() AND e.expires_at > {_SINCE_AT}) END
         UNION ALL

@@ -29,7 +29,7 @@ MAX_PAGE = 100
 Status = Literal["unread", "read", "archived", "all"]
 Action = Literal["read", "unread", "archive", "unarchive", "pin", "unpin", "delete"]
 
-_VISIBLE = """
+VISIBLE = """
 e.contact_id = $1 AND e.kind = 'inbox' AND $2 = ANY(e.app_keys)
 AND e.deleted_at IS NULL AND e.evicted_at IS NULL AND (e.expires_at IS NULL OR e.expires_at > now())
 """
@@ -55,7 +55,7 @@ SELECT e.id, e.content_id, e.payload, e.merge_values, e.delivered_at, e.expires_
 # entries, 0 after; a page's last entry gives both.
 PAGE = {
     status: f"""{ENTRY_SELECT}
-            WHERE {_VISIBLE} AND {condition} AND ($3::text IS NULL OR c.category = $3)
+            WHERE {VISIBLE} AND {condition} AND ($3::text IS NULL OR c.category = $3)
               AND ($4::bigint IS NULL OR ((e.pinned_at IS NOT NULL)::int, e.id) < ($5, $4))
             ORDER BY (e.pinned_at IS NOT NULL) DESC, e.id DESC LIMIT $6"""
     for status, condition in _STATUS.items()
@@ -64,7 +64,7 @@ PAGE = {
 UNREAD_COUNTS = f"""
 SELECT c.category, count(*) AS unread
   FROM inbox_entries e LEFT JOIN contents c ON c.id = e.content_id
- WHERE {_VISIBLE} AND {UNREAD}
+ WHERE {VISIBLE} AND {UNREAD}
  GROUP BY c.category ORDER BY c.category NULLS LAST
 """
 
@@ -89,7 +89,7 @@ _COLUMN: dict[Action, str] = {
 ACT = {
     action: f"""WITH before AS (
                     SELECT e.id, e.{_COLUMN[action]} AS was FROM inbox_entries e
-                     WHERE e.id = $3 AND {_VISIBLE} FOR UPDATE)
+                     WHERE e.id = $3 AND {VISIBLE} FOR UPDATE)
                 UPDATE inbox_entries e SET {assignment}
                   FROM before b WHERE e.id = b.id AND e.contact_id = $1
                 RETURNING e.id, e.send_job_id, e.content_id,
@@ -100,7 +100,7 @@ ACT = {
 # Every visible entry of the inbox view (optionally of one category) not yet in the state.
 BULK = {
     action: f"""UPDATE inbox_entries e SET {_SET[action]}
-                 WHERE {_VISIBLE} AND e.{_COLUMN[action]} IS NULL
+                 WHERE {VISIBLE} AND e.{_COLUMN[action]} IS NULL
                    AND e.archived_at IS NULL
                    AND ($3::text IS NULL OR e.content_id IN
                         (SELECT c.id FROM contents c WHERE c.category = $3))
