@@ -205,10 +205,7 @@ async def test_sync_reads_and_updates_only_the_partition_of_the_contact(
             for status, sql in inbox.PAGE.items()
         },
         "unread counts": (inbox.UNREAD_COUNTS, (contact, "app-a")),
-        **{
-            f"{action} one": (sql, (contact, "app-a", ids[0]))
-            for action, sql in inbox.ACT.items()
-        },
+        **{f"{action} one": (sql, (contact, "app-a", ids[0])) for action, sql in inbox.ACT.items()},
         **{f"{action} all": (sql, (contact, "app-a", None)) for action, sql in inbox.BULK.items()},
         "events' entries": (events.OWNED, (ids, contact)),
         "count a view": (events.COUNT_VIEW, (ids[0], contact)),
