@@ -82,6 +82,7 @@ bench: up ## run every benchmark against the local stack; BENCH_N=100000 for a q
 	@set -o pipefail; $(BIN)/python -m bench.scaleout $(if $(BENCH_N),--n $(BENCH_N)) | tee -a $(BENCH_LOG)
 	@set -o pipefail; $(BIN)/python -m bench.sync_load $(if $(BENCH_N),--contacts $(BENCH_N)) | tee -a $(BENCH_LOG)
 	@set -o pipefail; $(BIN)/python -m bench.scheduler_memory $(if $(BENCH_N),--n $(BENCH_N)) | tee -a $(BENCH_LOG)
+	@set -o pipefail; $(BIN)/python -m bench.stream_latency $(if $(BENCH_N),--n $(BENCH_N) --streams $$(( $(BENCH_N) / 10 ))) | tee -a $(BENCH_LOG)
 	@echo "bench: the figures (details in bench/results/*.json, the whole output in $(BENCH_LOG)):"
 	@grep -h '^BENCH ' $(BENCH_LOG)
 
