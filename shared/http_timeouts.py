@@ -85,6 +85,17 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm(self.header_timeout)
+        resume = self.flow.resume_reading
+
+        def resume_reading() -> None:
+            # The client's time starts again when the server reads again: a deadline armed
+            # while reading was paused may be about to expire, before the bytes waiting in
+            # the socket are read (a 408 for a client that did nothing wrong).
+            if self.flow.read_paused and self._reading_body:
+                self._arm(self.body_timeout)
+            resume()
+
+        self.flow.resume_reading = resume_reading  # type: ignore[method-assign]
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
