@@ -153,9 +153,13 @@ async def main(n: int, streams: int, repeat: int, within: float) -> None:
                 await wait_for_delivery(within=60, poll=0.5, quiet=True)
                 without.append(await campaign_run(*args))
                 await wait_for_delivery(within=60, poll=0.5, quiet=True)
-                rss["before"] = rss_mb(service_pid("sync"))
+                # the first run's "before" is the process without streams; later runs
+                # start from memory the earlier streams left to Python's allocator
+                rss.setdefault("before", rss_mb(service_pid("sync")))
                 async with Streams(app, watched) as open_streams:
-                    rss["with_streams"] = rss_mb(service_pid("sync"))
+                    rss["with_streams"] = max(
+                        rss.get("with_streams", 0.0), rss_mb(service_pid("sync"))
+                    )
                     log(f"{open_streams.opened:,} streams open; the campaign starts")
                     with_streams.append(await campaign_run(*args))
                     with contextlib.suppress(TimeoutError):
