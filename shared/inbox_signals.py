@@ -21,6 +21,7 @@ from collections.abc import Iterable
 import orjson
 
 from shared.redis_client import RedisClient
+from shared.redis_keys import bump_inbox_versions
 from shared.redis_slots import by_tag
 
 PREFIX = "ph:changed:"
@@ -48,3 +49,11 @@ async def publish_changes(redis: RedisClient, contact_ids: Iterable[str]) -> Non
     """Tell the sync processes these contacts' inboxes changed: one PUBLISH per bucket."""
     for tag, members in by_tag(contact_ids).items():
         await redis.publish(channel(tag), encode(members))
+
+
+async def inboxes_changed(redis: RedisClient, contact_ids: Iterable[str]) -> None:
+    """What every change to inboxes does: new versions for phone homes (their cursors),
+    then the signal that wakes the contacts' live streams."""
+    changed = list(contact_ids)
+    await bump_inbox_versions(redis, changed)
+    await publish_changes(redis, changed)

@@ -13,10 +13,9 @@ from cachetools import TTLCache
 from services.delivery import failures_repository, repository
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, OutcomeDetail, RecipientOutcome, SendBatch
-from shared.inbox_signals import publish_changes
+from shared.inbox_signals import inboxes_changed
 from shared.personalization.stored import platform_bits
 from shared.redis_client import RedisClient
-from shared.redis_keys import bump_inbox_versions
 from shared.topics import DELIVERIES
 
 # Entries per cache: far more than the contents, apps and tag sets in use at once.
@@ -109,10 +108,7 @@ class RedisInboxSignal:
         self.redis = redis
 
     async def inboxes_changed(self, contact_ids: Iterable[str]) -> None:
-        """New versions for phone homes, then one signal per bucket for live streams."""
-        changed = list(contact_ids)
-        await bump_inbox_versions(self.redis, changed)
-        await publish_changes(self.redis, changed)
+        await inboxes_changed(self.redis, contact_ids)
 
 
 class KafkaOutcomes:

@@ -85,27 +85,24 @@ WITH gone AS (
 SELECT count(*) FROM gone
 """
 
-_PURGE_CAP_HITS_CHUNK = """
+
+def _purge_older_chunk(table: str, stamp: str) -> str:
+    """One chunk of ``table``'s rows whose ``stamp`` is older than $1 seconds (at most $2),
+    deleted by ctid; answers how many went. Names come from this module, never input."""
+    return f"""
 WITH gone AS (
-    DELETE FROM cap_hits
-     WHERE ctid = ANY(ARRAY(SELECT ctid FROM cap_hits
-                             WHERE counted_at < now() - make_interval(secs => $1)
+    DELETE FROM {table}
+     WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table}
+                             WHERE {stamp} < now() - make_interval(secs => $1)
                              LIMIT $2))
     RETURNING 1
 )
 SELECT count(*) FROM gone
 """
 
-_PURGE_FAILURES_CHUNK = """
-WITH gone AS (
-    DELETE FROM delivery_failures
-     WHERE ctid = ANY(ARRAY(SELECT ctid FROM delivery_failures
-                             WHERE at < now() - make_interval(secs => $1)
-                             LIMIT $2))
-    RETURNING 1
-)
-SELECT count(*) FROM gone
-"""
+
+_PURGE_CAP_HITS_CHUNK = _purge_older_chunk("cap_hits", "counted_at")
+_PURGE_FAILURES_CHUNK = _purge_older_chunk("delivery_failures", "at")
 
 
 async def purge_expired(

@@ -10,8 +10,7 @@ from fastapi import Request
 from services.sync.auth import Device
 from services.sync.events import Applied
 from shared.events import MessageEngaged
-from shared.inbox_signals import publish_changes
-from shared.redis_keys import bump_inbox_versions
+from shared.inbox_signals import inboxes_changed
 from shared.topics import ENGAGEMENT
 
 
@@ -35,5 +34,4 @@ async def engagement(request: Request, device: Device, applied: list[Applied]) -
 async def inbox_changed(request: Request, device: Device) -> None:
     """The contact's inbox changed: a new version for phone homes, a wake for its streams
     (the device's other sessions)."""
-    await bump_inbox_versions(request.app.state.redis, [device.contact_id])
-    await publish_changes(request.app.state.redis, [device.contact_id])
+    await inboxes_changed(request.app.state.redis, [device.contact_id])
