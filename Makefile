@@ -9,7 +9,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
 
-.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi
+.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi sdk sdk-deps
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,26 +47,35 @@ status: ## what is running where
 	@bash deploy/local/stack.sh status
 	@bash deploy/local/services.sh status
 
-test: up ## bring the stack up, then run every test (unit, integration, end to end)
+test: up sdk-deps ## bring the stack up, then run every test (unit, integration, end to end, browser)
+	@cd sdk/web && node --test test/
 	@$(BIN)/pytest -q
 
 test-faults: up ## the fault suite alone: Kafka, PostgreSQL, Redis and each service broken mid-campaign
 	@$(BIN)/pytest -q tests/faults
 
-unit: venv ## unit tests only (no services needed)
+unit: venv sdk-deps ## unit tests only (no services needed)
+	@cd sdk/web && node --test test/
 	@$(BIN)/pytest -q tests/unit
 
-lint: venv ## ruff (lint + format check), mypy and promtool (Prometheus config and alert rules)
+lint: venv sdk-deps ## ruff (lint + format check), mypy, promtool (Prometheus config and alert rules), tsc and a current SDK build
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy
 	@command -v promtool >/dev/null || bash deploy/local/stack.sh install prometheus
 	@promtool check config --lint=all --lint-fatal deploy/prometheus/prometheus.yml >/dev/null
 	@promtool check rules --lint=all --lint-fatal deploy/prometheus/alerts.yml
+	@cd sdk/web && npx --no-install tsc -p . && node build.mjs --check
 
 fmt: venv ## format and fix what ruff can
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
+
+sdk-deps: ## install the web SDK's locked build tools (esbuild, TypeScript) into sdk/web/node_modules
+	@cd sdk/web && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund --loglevel=error; }
+
+sdk: sdk-deps ## build the web SDK (sdk/web) into services/sync/static/sdk; then `make restart`
+	@cd sdk/web && npx --no-install tsc -p . && node build.mjs
 
 asyncapi: venv ## write docs/asyncapi.yaml (the Kafka topics) from shared/events.py and topics.py
 	@$(BIN)/python -m shared.asyncapi

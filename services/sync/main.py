@@ -93,6 +93,7 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         allow_origins=["*"],
         allow_methods=["GET", "POST", "PUT", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "X-App-Key", "Last-Event-ID"],
+        expose_headers=["Retry-After"],  # the web SDK waits as long as a 429/503 says
         max_age=3600,
     )
 

@@ -6,13 +6,26 @@ from __future__ import annotations
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
 
 from services.sync import events, metrics, notify, phone_home, preferences, stream
 from services.sync.auth import Device, authenticate
 
 router = APIRouter()
-SDK = (FilePath(__file__).parent / "static" / "inbox.js").read_bytes()
+SDK_DIR = FilePath(__file__).parent / "static" / "sdk"
+# The web SDK (built from sdk/web by esbuild): the ES module, the classic script, and
+# /sdk/inbox.js, the first script's address, kept for pages that still load it.
+SDK = {
+    "pigeonhole.mjs": (SDK_DIR / "pigeonhole.mjs").read_bytes(),
+    "pigeonhole.js": (SDK_DIR / "pigeonhole.js").read_bytes(),
+}
+SDK["inbox.js"] = SDK["pigeonhole.js"]
+SDK_HEADERS = {
+    "Cache-Control": "public, max-age=300",
+    # a page on any origin loads it (an ES module is fetched with CORS)
+    "Access-Control-Allow-Origin": "*",
+    "X-Content-Type-Options": "nosniff",
+}
 AuthenticatedDevice = Annotated[Device, Depends(authenticate)]
 
 
@@ -107,10 +120,11 @@ async def live_stream(
     raise HTTPException(405, "the stream answers GET only", headers={"Allow": "GET"})
 
 
-@router.get("/sdk/inbox.js", include_in_schema=False)
-async def sdk() -> Response:
-    """The web tracking script that renders the App Inbox in a page."""
-    return Response(
-        SDK, media_type="application/javascript",
-        headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"},
-    )  # fmt: skip
+@router.get("/sdk/{name}", include_in_schema=False)
+async def sdk(name: Annotated[str, Path(max_length=40)]) -> Response:
+    """The web SDK: ``pigeonhole.mjs`` (ES module), ``pigeonhole.js`` (classic script) and
+    ``inbox.js`` (the classic script at the first script's address)."""
+    body = SDK.get(name)
+    if body is None:
+        raise HTTPException(404, f"no SDK file {name!r}: pigeonhole.mjs or pigeonhole.js")
+    return Response(body, media_type="text/javascript; charset=utf-8", headers=SDK_HEADERS)

@@ -69,7 +69,16 @@ async def test_inbox_limit_is_capped(operator: Operator, device_api: httpx.Async
 
 
 async def test_the_web_sdk_is_served(device_api: httpx.AsyncClient) -> None:
-    response = await device_api.get("/sdk/inbox.js")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("application/javascript")
-    assert "mountInbox" in response.text and "textContent" in response.text
+    """Both builds load from any origin (an ES module is fetched with CORS); the first
+    script's address still serves the classic build."""
+    for name in ("pigeonhole.mjs", "pigeonhole.js", "inbox.js"):
+        response = await device_api.get(f"/sdk/{name}", headers={"Origin": "https://shop.test"})
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert response.headers["access-control-allow-origin"] == "*"
+        assert "mountInbox" in response.text
+    assert (await device_api.get("/sdk/inbox.js")).text == (
+        await device_api.get("/sdk/pigeonhole.js")
+    ).text
+    missing = await device_api.get("/sdk/..%2Fmain.py")
+    assert missing.status_code == 404
