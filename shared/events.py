@@ -47,6 +47,8 @@ class SendOptions(BaseModel):
 
     max_views: int | None = Field(default=None, ge=1, le=INT_MAX)
     expiration_date: datetime | None = None
+    # 0-10, highest shown first; None: the content's (docs/api.md, "Priority")
+    priority: int | None = Field(default=None, ge=0, le=10)
     personalization_defaults: dict[str, Any] = Field(default_factory=dict)
     using_app_frequency: bool = False
     is_test: bool = False

@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaProducer
 from cachetools import TTLCache
 
 from services.delivery import failures_repository, repository
+from services.delivery.deliverer import priority_for
 from services.delivery.repository import ContactState, Content, NewEntry
 from shared.events import BatchDelivered, OutcomeDetail, RecipientOutcome, SendBatch
 from shared.inbox_signals import inboxes_changed
@@ -93,6 +94,7 @@ class PgDeliveryStore:
             is_test=batch.options.is_test,
             platforms=platform_bits(content.body) if content.kind == "inapp" else None,
             entries=entries,
+            priority=priority_for(batch, content),
         )
         filed = await repository.file_batch(self.pool, filing)
         if content.kind == "inbox":

@@ -35,6 +35,7 @@ from shared.personalization import (
     compile_tree,
     tag_names,
 )
+from shared.personalization.locales import localized, recipient_locale, variant_for
 from shared.personalization.stored import stored_values
 from shared.personalization.urls import drop_unsafe_urls, urls_depend_on_personalization
 
@@ -87,6 +88,14 @@ def max_views_for(batch: SendBatch, content: Content) -> int:
     platforms = content.body.get("payload") or {}
     views = [p.get("maxViews") for p in platforms.values() if isinstance(p, dict)]
     return next((v for v in views if isinstance(v, int) and v >= 1), 1)
+
+
+def priority_for(batch: SendBatch, content: Content) -> int:
+    """Send-level priority overrides the content's; default 0 (0-10, highest shown first)."""
+    if batch.options.priority is not None:
+        return batch.options.priority
+    priority = content.body.get("priority")
+    return priority if isinstance(priority, int) and 0 <= priority <= 10 else 0
 
 
 class BatchDeliverer:
@@ -205,9 +214,9 @@ def _personalize(
     contacts: dict[str, ContactState],
     expires_at: datetime | None,
 ) -> tuple[list[NewEntry], dict[str, OutcomeDetail]]:
-    """Each recipient's entry (the texts of the tags the content uses, or for a content
-    whose URLs are personalized the rendered copy with unsafe URLs blanked); and the
-    recipients whose entry could not be made, with why."""
+    """Each recipient's entry (the texts of the tags the content uses; or the rendered
+    copy, URL-checked, for a content whose URLs are personalized or a recipient given a
+    locale variant); and the recipients whose entry could not be made, with why."""
     try:
         used = tag_names(content.body)  # a formula no tag uses is never evaluated
         formulas = content.personalization_formulas or {}
@@ -216,32 +225,20 @@ def _personalize(
             {name: source for name, source in formulas.items() if name.casefold() in used},
             batch.options.personalization_defaults,
         )
-        # A URL a merge tag makes is only known safe once rendered: such contents are
-        # stored rendered and checked. Every other entry keeps only its tags' texts.
-        by_value = not urls_depend_on_personalization(content.kind, content.body)
-        render = None if by_value else compile_tree(content.body)
+        copies = _Copies(content, sorted(used), max_views_for(batch, content), expires_at)
     except Exception as exc:  # the content itself cannot be personalized: nobody can be
         detail = failure_detail(exc)
         return [], {r.contact_id: detail for r in recipients}
-    views = max_views_for(batch, content)
-    names = sorted(used)
     entries, failures = [], {}
     for recipient in recipients:
         try:
             check_storable(recipient.personalization)
             attributes = contacts[recipient.contact_id].attributes
             values = personalizer.values_for(recipient.personalization, attributes)
-            if render is None:
-                entry = NewEntry(
-                    recipient.contact_id, None, stored_values(names, values), views, expires_at
-                )
-            else:
-                payload = drop_unsafe_urls(content.kind, render(values))
-                entry = NewEntry(recipient.contact_id, payload, None, views, expires_at)
+            locale = recipient_locale(recipient.personalization, attributes)
+            entries.append(copies.entry(recipient.contact_id, values, locale))
         except Exception as exc:  # one recipient's bad value stops only that recipient
             failures[recipient.contact_id] = failure_detail(exc)
-            continue
-        entries.append(entry)
     if failures:
         first = next(iter(failures.values()))
         log.warning(
@@ -250,6 +247,36 @@ def _personalize(
                    "count": len(failures), "field": first.field, "error": first.error},
         )  # fmt: skip
     return entries, failures
+
+
+class _Copies:
+    """How one content's recipients are filed. A URL a merge tag makes is only known safe
+    once rendered, and a locale variant is another copy of the content: such entries are
+    stored rendered and URL-checked. Every other entry keeps only its tags' texts."""
+
+    def __init__(
+        self, content: Content, names: list[str], views: int, expires_at: datetime | None
+    ) -> None:
+        self.content, self.names, self.views, self.expires_at = content, names, views, expires_at
+        self.locales = content.body.get("locales") or {}
+        self.by_value = not urls_depend_on_personalization(content.kind, content.body)
+        self.renderers: dict[str | None, Any] = {}
+        if not self.by_value:
+            self.renderer(None)  # a content that cannot be compiled fails the batch here
+
+    def entry(self, contact_id: str, values: dict[str, Any], locale: object) -> NewEntry:
+        variant = variant_for(self.locales, locale) if self.locales else None
+        if self.by_value and variant is None:
+            stored = stored_values(self.names, values)
+            return NewEntry(contact_id, None, stored, self.views, self.expires_at)
+        payload = drop_unsafe_urls(self.content.kind, self.renderer(variant)(values))
+        return NewEntry(contact_id, payload, None, self.views, self.expires_at)
+
+    def renderer(self, variant: str | None) -> Any:
+        if variant not in self.renderers:
+            body = localized(self.content.kind, self.content.body, variant)
+            self.renderers[variant] = compile_tree(body)
+        return self.renderers[variant]
 
 
 def storable_text(text: str) -> bool:

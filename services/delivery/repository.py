@@ -60,13 +60,15 @@ async def load_contacts(pool: asyncpg.Pool, contact_ids: list[str]) -> dict[str,
 
 
 _COLUMNS = ("send_job_id", "contact_id", "content_id", "kind", "app_keys", "payload",
-            "merge_values", "platforms", "max_views", "expires_at", "is_test")  # fmt: skip
+            "merge_values", "platforms", "max_views", "expires_at", "is_test",
+            "priority")  # fmt: skip
 
 _INSERT_ENTRIES = """
 INSERT INTO inbox_entries (send_job_id, contact_id, content_id, kind, app_keys, payload,
-                           merge_values, platforms, max_views, expires_at, is_test)
+                           merge_values, platforms, max_views, expires_at, is_test,
+                           priority)
 SELECT $1, t.contact_id, $2, $3, $4, t.payload, t.merge_values, $5, t.max_views,
-       t.expires_at, $6
+       t.expires_at, $6, $12
   FROM unnest($7::text[], $8::jsonb[], $9::jsonb[], $10::int[], $11::timestamptz[])
        AS t(contact_id, payload, merge_values, max_views, expires_at)
 ON CONFLICT (send_job_id, contact_id) DO NOTHING
@@ -85,6 +87,7 @@ class Filing:
     is_test: bool
     platforms: int | None
     entries: list[NewEntry]
+    priority: int = 0
 
 
 async def file_batch(pool: asyncpg.Pool, filing: Filing) -> set[str]:
@@ -116,6 +119,7 @@ async def file_batch(pool: asyncpg.Pool, filing: Filing) -> set[str]:
             [e.values for e in filing.entries],
             [e.max_views for e in filing.entries],
             [e.expires_at for e in filing.entries],
+            filing.priority,
         )
     return {r["contact_id"] for r in rows}
 
@@ -125,7 +129,7 @@ def _records(filing: Filing) -> list[tuple[Any, ...]]:
     shared = (content.id, content.kind, filing.app_keys)
     return [
         (job, e.contact_id, *shared, e.payload, e.values, filing.platforms, e.max_views,
-         e.expires_at, filing.is_test)
+         e.expires_at, filing.is_test, filing.priority)
         for e in filing.entries
     ]  # fmt: skip
 

@@ -43,8 +43,8 @@ class CompiledContent:
 
     def rendered(self, values: Mapping[str, str]) -> dict[str, Any]:
         """The whole body rendered (App Inbox entries: a page is at most 100)."""
-        if self._tree is None:
-            self._tree = compile_tree(self.body)
+        if self._tree is None:  # the default copy: locale variants are stored rendered
+            self._tree = compile_tree({k: v for k, v in self.body.items() if k != "locales"})
         rendered: dict[str, Any] = self._tree(values)
         return rendered
 

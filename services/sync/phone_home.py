@@ -105,6 +105,7 @@ async def _messages(pool: asyncpg.Pool, rows: list[asyncpg.Record], platform: st
             + b"," + fields
             + b',"maxViews":' + str(row["max_views"]).encode()
             + b',"viewsLeft":' + str(row["max_views"] - row["views"]).encode()
+            + b',"priority":' + str(row["priority"]).encode()
             + b',"expiresAt":' + (orjson.dumps(expires_at.isoformat()) if expires_at else b"null")
             + b"}"
         )  # fmt: skip

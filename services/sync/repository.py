@@ -22,14 +22,14 @@ POOL_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
 # read the one partition of inbox_entries it hashes to.
 PHONE_HOME = """
 WITH pending AS (
-    SELECT id, content_id, merge_values, max_views, views, expires_at,
+    SELECT id, content_id, merge_values, max_views, views, expires_at, priority,
            CASE WHEN payload IS NOT NULL THEN payload->'payload'->$3 END AS template
       FROM inbox_entries
      WHERE contact_id = $1 AND kind = 'inapp' AND $2 = ANY(app_keys)
        AND deleted_at IS NULL AND clicked_at IS NULL AND views < max_views
        AND (expires_at IS NULL OR expires_at > now())
        AND CASE WHEN payload IS NULL THEN platforms & $5 <> 0 ELSE payload->'payload' ? $3 END
-     ORDER BY id DESC
+     ORDER BY priority DESC, id DESC
      LIMIT $4
 ), unread AS (
     SELECT count(*) AS unread FROM inbox_entries
@@ -37,13 +37,15 @@ WITH pending AS (
        AND deleted_at IS NULL AND evicted_at IS NULL AND read_at IS NULL
        AND archived_at IS NULL AND (expires_at IS NULL OR expires_at > now())
 )
-SELECT u.unread, p.* FROM unread u LEFT JOIN pending p ON true ORDER BY p.id DESC
+SELECT u.unread, p.* FROM unread u LEFT JOIN pending p ON true
+ ORDER BY p.priority DESC, p.id DESC
 """
 
 
 async def phone_home(
     pool: asyncpg.Pool, contact_id: str, app_key: str, platform: str, platform_bit: int
 ) -> tuple[int, list[asyncpg.Record]]:
-    """(unread App Inbox count, pending in-app messages for the platform, newest first)."""
+    """(unread App Inbox count, pending in-app messages for the platform: highest priority
+    first, then newest)."""
     rows = await pool.fetch(PHONE_HOME, contact_id, app_key, platform, PENDING_LIMIT, platform_bit)
     return rows[0]["unread"], [r for r in rows if r["id"] is not None]

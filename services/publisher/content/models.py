@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.publisher.fields import (
     Formulas,
@@ -10,6 +12,11 @@ from services.publisher.fields import (
     Strict,
     Tag,
 )
+from shared.personalization.locales import LOCALE_TAG
+
+# A BCP 47 language tag: `fr`, `fr-CA`, `zh-Hant-TW` (docs/api.md, "Locales").
+LocaleTag = Annotated[str, StringConstraints(pattern=LOCALE_TAG, max_length=35)]
+MAX_LOCALES = 50
 
 
 class InAppAction(Strict):
@@ -47,12 +54,27 @@ class InAppPayload(Strict):
 class CreateInAppContent(Strict):
     personalizationDefaults: Personalization = Field(default_factory=dict)
     personalizationFormulas: Formulas = Field(default_factory=dict)
+    locales: dict[LocaleTag, InboxLocale] = Field(default_factory=dict, max_length=MAX_LOCALES)
     payload: InAppPayload
     # Pigeonhole extensions (optional): operator name, subscription category, tags, TTL.
     name: str | None = Field(default=None, max_length=200)
     category: str | None = Field(default=None, max_length=100)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
+    # 0-10: the phone home lists pending in-app messages highest first, then newest
+    priority: int | None = Field(default=None, ge=0, le=10)
+    # per locale, the `content` fields that replace every platform template's
+    locales: dict[LocaleTag, InAppFields] = Field(default_factory=dict, max_length=MAX_LOCALES)
+
+
+class InboxLocale(Strict):
+    """The fields of an App Inbox message a locale variant replaces."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=500)
+    text: str | None = Field(default=None, min_length=1, max_length=5000)
+    url: str | None = Field(default=None, max_length=2000)
+    image: str | None = Field(default=None, max_length=2000)
+    logo: str | None = Field(default=None, max_length=2000)
 
 
 class CreateInboxMessage(Strict):
@@ -71,3 +93,4 @@ class CreateInboxMessage(Strict):
     ttlSeconds: int | None = Field(default=None, ge=1, le=366 * 86400)
     personalizationDefaults: Personalization = Field(default_factory=dict)
     personalizationFormulas: Formulas = Field(default_factory=dict)
+    locales: dict[LocaleTag, InboxLocale] = Field(default_factory=dict, max_length=MAX_LOCALES)

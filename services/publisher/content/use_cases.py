@@ -49,14 +49,19 @@ async def publish_inapp_content(pool: asyncpg.Pool, command: CreateInAppContent)
     payload = command.payload.model_dump(exclude_none=True)
     if not payload:
         raise field_error("payload", "give at least one platform: gcm, apns or web")
-    await check_urls(pool, {"payload": payload})
-    check_personalization({"payload": payload}, command.personalizationFormulas)
+    body: dict[str, Any] = {"payload": payload}
+    if command.locales:
+        body["locales"] = {k: v.model_dump(exclude_none=True) for k, v in command.locales.items()}
+    if command.priority is not None:
+        body["priority"] = command.priority
+    await check_urls(pool, body)
+    check_personalization(body, command.personalizationFormulas)
     return await repository.insert_content(
         pool,
         "inapp",
         {
             "name": command.name,
-            "body": {"payload": payload},
+            "body": body,
             "personalization_defaults": command.personalizationDefaults,
             "personalization_formulas": command.personalizationFormulas,
             "category": command.category,
@@ -86,7 +91,9 @@ async def check_urls(pool: asyncpg.Pool, body: dict[str, Any]) -> None:
 
 
 async def publish_inbox_message(pool: asyncpg.Pool, command: CreateInboxMessage) -> str:
-    body = command.model_dump(include=set(INBOX_FIELDS), exclude_none=True)
+    body = command.model_dump(include={*INBOX_FIELDS, "locales"}, exclude_none=True)
+    if not body.get("locales"):
+        body.pop("locales", None)
     await check_urls(pool, body)
     check_personalization(body, command.personalizationFormulas)
     return await repository.insert_content(

@@ -17,6 +17,8 @@ class InAppMessage(Strict):
     inAppContentId: str = Field(min_length=1, max_length=64)
     maxViews: int | None = Field(default=None, ge=1, le=1000)
     expirationDate: AwareDatetime | None = None
+    # Pigeonhole extension: 0-10, highest shown first; overrides the content's priority
+    priority: int | None = Field(default=None, ge=0, le=10)
 
 
 class InboxMessage(Strict):

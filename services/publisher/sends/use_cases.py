@@ -26,6 +26,7 @@ class ResolvedMessage:
     expiration_date: datetime | None
     # field path -> deep-link scheme: every app the send names must declare it
     deep_links: dict[str, str] = field(default_factory=dict)
+    priority: int | None = None
 
 
 async def resolve_message(pool: asyncpg.Pool, content: SendContent) -> ResolvedMessage:
@@ -35,8 +36,9 @@ async def resolve_message(pool: asyncpg.Pool, content: SendContent) -> ResolvedM
     if content.inAppMessage is not None:
         where, message = "content.inAppMessage.inAppContentId", content.inAppMessage
         resolved = ResolvedMessage(
-            "inapp", message.inAppContentId, message.maxViews, message.expirationDate
-        )
+            "inapp", message.inAppContentId, message.maxViews, message.expirationDate,
+            priority=message.priority,
+        )  # fmt: skip
     else:
         assert content.inboxMessage is not None
         where, inbox = "content.inboxMessage.inboxContentId", content.inboxMessage
@@ -78,6 +80,7 @@ def send_options(
     options = SendOptions(
         max_views=message.max_views,
         expiration_date=message.expiration_date,
+        priority=message.priority,
         personalization_defaults=defaults,
         using_app_frequency=using_app_frequency,
         is_test=is_test,
