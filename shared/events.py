@@ -40,6 +40,17 @@ class Recipient(BaseModel):
     personalization: dict[str, Any] = Field(default_factory=dict)
 
 
+class Variant(BaseModel):
+    """One arm of an A/B split: a share of the recipients gets ``content_id`` (None: the
+    send's own content). docs/api.md, "A/B tests and holdout"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    percent: float = Field(gt=0, le=100)
+    content_id: str | None = Field(default=None, min_length=1, max_length=64)
+
+
 class SendOptions(BaseModel):
     """Send-level options that delivery applies to every recipient of a batch."""
 
@@ -52,6 +63,9 @@ class SendOptions(BaseModel):
     personalization_defaults: dict[str, Any] = Field(default_factory=dict)
     using_app_frequency: bool = False
     is_test: bool = False
+    # A/B split (empty: everyone gets the content) and the share held out (gets nothing)
+    variants: list[Variant] = Field(default_factory=list, max_length=10)
+    holdout_percent: float = Field(default=0, ge=0, lt=100)
 
 
 # Named as the contract names it, not in the past tense like the other events: it is the
@@ -82,6 +96,7 @@ SkipReason = Literal[
     "duplicate",
     "unknown_content",
     "personalization_failed",
+    "holdout",
 ]
 
 
@@ -104,6 +119,8 @@ class RecipientOutcome(BaseModel):
     # Only with ``personalization_failed``; producers leave it out when None
     # (``model_dump_json(exclude_none=True)``) so other outcomes read as before.
     detail: OutcomeDetail | None = None
+    # Only in a send split into variants: the recipient's variant name, or "holdout"
+    variant: str | None = None
 
 
 class BatchDelivered(Event):

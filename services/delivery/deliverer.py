@@ -22,12 +22,14 @@ import orjson
 
 from services.delivery.caps import Cap, app_caps, tag_caps
 from services.delivery.repository import ContactState, Content, NewEntry
+from shared.ab_split import HOLDOUT, assign
 from shared.events import (
     BatchDelivered,
     OutcomeDetail,
     Recipient,
     SendBatch,
     SkipReason,
+    Variant,
 )
 from shared.personalization import (
     PersonalizationError,
@@ -111,13 +113,47 @@ class BatchDeliverer:
         self.clock = clock
 
     async def deliver(self, batch: SendBatch) -> BatchDelivered:
-        content = await self.store.content(batch.content_id)
-        if content is None:
-            result = self._outcomes(
-                batch, {r.contact_id: "unknown_content" for r in batch.recipients}
+        arms = None
+        if batch.options.variants:
+            skipped, failures, arms = await self._split(batch)
+        else:
+            skipped, failures = await self._deliver_content(batch, batch.content_id)
+        result = self._outcomes(batch, skipped, failures, arms)
+        await self.emit(result)
+        return result
+
+    async def _split(
+        self, batch: SendBatch
+    ) -> tuple[dict[str, SkipReason], dict[str, OutcomeDetail], dict[str, str]]:
+        """An A/B send: each recipient's arm (shared/ab_split.py); each variant's
+        recipients delivered with its content, the holdout skipped ``holdout``."""
+        options = batch.options
+        arms: dict[str, str] = {}
+        groups: dict[Variant, list[Recipient]] = {}
+        for recipient in batch.recipients:
+            variant = assign(
+                batch.job_id, recipient.contact_id, options.variants, options.holdout_percent
             )
-            await self.emit(result)
-            return result
+            arms[recipient.contact_id] = variant.name if variant else HOLDOUT
+            if variant is not None:
+                groups.setdefault(variant, []).append(recipient)
+        skipped: dict[str, SkipReason] = {c: "holdout" for c, arm in arms.items() if arm == HOLDOUT}
+        failures: dict[str, OutcomeDetail] = {}
+        for variant, recipients in groups.items():
+            part = batch.model_copy(update={"recipients": recipients})
+            more, failed = await self._deliver_content(part, variant.content_id or batch.content_id)
+            skipped.update(more)
+            failures.update(failed)
+        return skipped, failures, arms
+
+    async def _deliver_content(
+        self, batch: SendBatch, content_id: str
+    ) -> tuple[dict[str, SkipReason], dict[str, OutcomeDetail]]:
+        """File the batch's recipients' entries of one content: the recipients skipped,
+        with why, and the details of those whose personalization failed."""
+        content = await self.store.content(content_id)
+        if content is None:
+            return {r.contact_id: "unknown_content" for r in batch.recipients}, {}
         now = self.clock()
         # An id PostgreSQL cannot hold (a NUL, a lone surrogate) is no contact's: it is
         # left out of the query (which it would fail for the whole batch) and is unknown.
@@ -148,9 +184,7 @@ class BatchDeliverer:
         # Duplicates too: if an earlier attempt filed them but died before this signal
         # (Redis down), only this retry can make their messages visible to sync.
         await self.signal.inboxes_changed([e.contact_id for e in entries])
-        result = self._outcomes(batch, skipped, failures)
-        await self.emit(result)
-        return result
+        return skipped, failures
 
     async def _caps(self, batch: SendBatch, content: Content) -> list[Cap]:
         """App limits count only usingAppFrequency sends; tag caps count every send whose
@@ -181,19 +215,20 @@ class BatchDeliverer:
         batch: SendBatch,
         skipped: dict[str, Any],
         details: Mapping[str, OutcomeDetail] | None = None,
+        arms: Mapping[str, str] | None = None,
     ) -> BatchDelivered:
         details = details or {}
         outcomes: list[dict[str, Any]] = []
         for r in batch.recipients:
             reason = skipped.get(r.contact_id)
             if reason is None:
-                outcomes.append({"contact_id": r.contact_id, "outcome": "delivered"})
+                outcome: dict[str, Any] = {"contact_id": r.contact_id, "outcome": "delivered"}
             else:
-                detail = details.get(r.contact_id)
-                outcomes.append(
-                    {"contact_id": r.contact_id, "outcome": "skipped", "reason": reason,
-                     "detail": detail}
-                )  # fmt: skip
+                outcome = {"contact_id": r.contact_id, "outcome": "skipped", "reason": reason,
+                           "detail": details.get(r.contact_id)}  # fmt: skip
+            if arms:
+                outcome["variant"] = arms[r.contact_id]
+            outcomes.append(outcome)
         # validated as one document: one call instead of one per recipient
         return BatchDelivered.model_validate(
             {

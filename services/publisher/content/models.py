@@ -54,7 +54,6 @@ class InAppPayload(Strict):
 class CreateInAppContent(Strict):
     personalizationDefaults: Personalization = Field(default_factory=dict)
     personalizationFormulas: Formulas = Field(default_factory=dict)
-    locales: dict[LocaleTag, InboxLocale] = Field(default_factory=dict, max_length=MAX_LOCALES)
     payload: InAppPayload
     # Pigeonhole extensions (optional): operator name, subscription category, tags, TTL.
     name: str | None = Field(default=None, max_length=200)

@@ -31,12 +31,27 @@ class SendContent(Strict):
     inboxMessage: InboxMessage | None = None
 
 
+class VariantSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    percent: float = Field(gt=0, le=100)
+    # another content of the same kind; none: the send's own content
+    contentId: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class Split(Strict):
+    """Fields a send, a send job or a campaign may carry to split its recipients
+    (services/publisher/sends/split.py)."""
+
+    variants: list[VariantSpec] = Field(default_factory=list, max_length=10)
+    holdoutPercent: float = Field(default=0, ge=0, lt=100)
+
+
 class SendContact(Strict):
     contactId: ContactId
     personalization: Personalization = Field(default_factory=dict)
 
 
-class CreateSend(Strict):
+class CreateSend(Split):
     channelQualifiers: list[AppKey] = Field(min_length=1, max_length=50)
     content: SendContent
     personalizationDefaults: Personalization = Field(default_factory=dict)

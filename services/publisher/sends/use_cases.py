@@ -12,10 +12,10 @@ from services.publisher.apps import repository as apps_repository
 from services.publisher.content import repository as content_repository
 from services.publisher.content import url_policy
 from services.publisher.errors import field_error
-from services.publisher.sends import idempotency, repository, send_limits
+from services.publisher.sends import idempotency, repository, send_limits, split
 from services.publisher.sends.idempotency import IdempotentRequest
 from services.publisher.sends.models import CreateSend, SendContent
-from shared.events import SendOptions
+from shared.events import SendOptions, Variant
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,9 @@ class ResolvedMessage:
     # field path -> deep-link scheme: every app the send names must declare it
     deep_links: dict[str, str] = field(default_factory=dict)
     priority: int | None = None
+    # an A/B split (services/publisher/sends/split.py)
+    variants: tuple[Variant, ...] = ()
+    holdout_percent: float = 0
 
 
 async def resolve_message(pool: asyncpg.Pool, content: SendContent) -> ResolvedMessage:
@@ -81,6 +84,8 @@ def send_options(
         max_views=message.max_views,
         expiration_date=message.expiration_date,
         priority=message.priority,
+        variants=list(message.variants),
+        holdout_percent=message.holdout_percent,
         personalization_defaults=defaults,
         using_app_frequency=using_app_frequency,
         is_test=is_test,
@@ -98,7 +103,7 @@ async def create_send(
     """A direct send job; ``request`` makes it idempotent (``idempotency.py``)."""
     if (replayed := await idempotency.replayed_job(pool, request)) is not None:
         return replayed
-    message = await resolve_message(pool, command.content)
+    message = await split.resolve_split(pool, await resolve_message(pool, command.content), command)
     app_keys = await check_app_keys(pool, command.channelQualifiers, "channelQualifiers", message)
     options = send_options(
         message, command.personalizationDefaults, using_app_frequency=using_app_frequency

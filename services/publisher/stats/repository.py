@@ -20,7 +20,7 @@ from shared.events import BatchDelivered, MessageEngaged
 
 Scope = Literal["sendJobId", "campaignId", "contentId", "tag"]
 SKIP_REASONS = ("unknown_contact", "expired", "unsubscribed", "frequency_capped", "unknown_content",
-                "personalization_failed")  # fmt: skip
+                "personalization_failed", "holdout")  # fmt: skip
 
 
 async def known_jobs(pool: asyncpg.Pool, job_ids: list[int]) -> set[int]:
@@ -42,6 +42,7 @@ async def apply_deliveries(pool: asyncpg.Pool, events: list[BatchDelivered]) -> 
             )
         }
         counts: Counter[tuple[int, str, str]] = Counter()
+        by_variant: Counter[tuple[int, str, str]] = Counter()
         for event in events:
             if event.event_id not in new or event.is_test:
                 continue
@@ -51,6 +52,9 @@ async def apply_deliveries(pool: asyncpg.Pool, events: list[BatchDelivered]) -> 
                     "delivered" if o.outcome == "delivered" or o.reason == "duplicate" else o.reason
                 )
                 counts[(event.job_id, event.content_id, str(outcome))] += 1
+                if o.variant is not None:
+                    by_variant[(event.job_id, o.variant, str(outcome))] += 1
+        await _add_variant_counts(conn, by_variant)
         if counts:
             keys = list(counts)
             await conn.execute(
@@ -61,6 +65,20 @@ async def apply_deliveries(pool: asyncpg.Pool, events: list[BatchDelivered]) -> 
                 [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
                 [counts[k] for k in keys],
             )  # fmt: skip
+
+
+async def _add_variant_counts(conn: Any, counts: Counter[tuple[int, str, str]]) -> None:
+    if not counts:
+        return
+    keys = list(counts)
+    await conn.execute(
+        """INSERT INTO stats_variant_outcomes (send_job_id, variant, outcome, count)
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[])
+           ON CONFLICT (send_job_id, variant, outcome)
+           DO UPDATE SET count = stats_variant_outcomes.count + EXCLUDED.count""",
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        [counts[k] for k in keys],
+    )  # fmt: skip
 
 
 async def apply_engagement(pool: asyncpg.Pool, events: list[MessageEngaged]) -> None:
@@ -97,10 +115,19 @@ async def query(pool: asyncpg.Pool, scope: Scope, value: int | str) -> dict[str,
         f"WHERE {where} AND {not_test} GROUP BY type",
         value,
     )
-    by_outcome = {r["outcome"]: r["n"] for r in outcomes}
-    by_type = {r["type"]: r["n"] for r in engagement}
+    summary = _summary(
+        {r["outcome"]: r["n"] for r in outcomes}, {r["type"]: r["n"] for r in engagement}
+    )
+    result = {scope: value, **summary}
+    if scope in ("sendJobId", "campaignId"):
+        variants = await _by_variant(pool, int(value))
+        if variants:
+            result["variants"] = variants
+    return result
+
+
+def _summary(by_outcome: dict[str, int], by_type: dict[str, int]) -> dict[str, Any]:
     return {
-        scope: value,
         "targeted": sum(by_outcome.values()),
         "delivered": by_outcome.get("delivered", 0),
         "skipped": {reason: by_outcome.get(reason, 0) for reason in SKIP_REASONS},
@@ -113,3 +140,40 @@ async def query(pool: asyncpg.Pool, scope: Scope, value: int | str) -> dict[str,
         "pinned": by_type.get("pin", 0),
         "deleted": by_type.get("delete", 0),
     }
+
+
+async def _by_variant(pool: asyncpg.Pool, job_id: int) -> list[dict[str, Any]]:
+    """An A/B job's figures per variant, then the holdout's ([] for other jobs). Each
+    variant sends its own content, so its engagement is the job's for that content."""
+    job = await pool.fetchrow(
+        "SELECT content_id, options, is_test FROM send_jobs WHERE id = $1", job_id
+    )
+    if job is None or job["is_test"] or not (job["options"] or {}).get("variants"):
+        return []
+    outcomes: dict[str, dict[str, int]] = {}
+    for r in await pool.fetch(
+        "SELECT variant, outcome, count FROM stats_variant_outcomes WHERE send_job_id = $1", job_id
+    ):
+        outcomes.setdefault(r["variant"], {})[r["outcome"]] = r["count"]
+    engagement: dict[str, dict[str, int]] = {}
+    for r in await pool.fetch(
+        """SELECT content_id, type, count(*) AS n FROM stats_engagement
+            WHERE send_job_id = $1 GROUP BY content_id, type""",
+        job_id,
+    ):
+        engagement.setdefault(r["content_id"], {})[r["type"]] = r["n"]
+    options = job["options"]
+    shown = []
+    for variant in options["variants"]:
+        content_id = variant.get("content_id") or job["content_id"]
+        figures = _summary(outcomes.get(variant["name"], {}), engagement.get(content_id, {}))
+        shown.append(
+            {"name": variant["name"], "percent": variant["percent"], "contentId": content_id,
+             **figures}
+        )  # fmt: skip
+    holdout = outcomes.get("holdout", {})
+    shown.append(
+        {"name": "holdout", "percent": options.get("holdout_percent", 0), "contentId": None,
+         "targeted": sum(holdout.values())}
+    )  # fmt: skip
+    return shown

@@ -11,10 +11,10 @@ from services.publisher.fields import (
     SourceId,
     Strict,
 )
-from services.publisher.sends.models import SendContent
+from services.publisher.sends.models import SendContent, Split
 
 
-class CreateSendJob(Strict):
+class CreateSendJob(Split):
     """``POST /channels/push/sendjobs``: published content to a contact source (seed)."""
 
     contactSourceId: SourceId
@@ -31,7 +31,7 @@ class Batching(Strict):
     pauseSeconds: float = Field(default=0, ge=0, le=3600)
 
 
-class CreateCampaign(Strict):
+class CreateCampaign(Split):
     """A campaign: content to ``include`` minus ``exclude`` contact sources, in batches,
     started now (``startNow``), at ``startAt`` (with its time zone), or later by
     ``POST /campaigns/{id}/start`` (neither given: a draft)."""

@@ -12,6 +12,7 @@ from services.publisher.sends.campaigns import repository
 from services.publisher.sends.campaigns.models import CreateCampaign, CreateSendJob, TestSend
 from services.publisher.sends.idempotency import IdempotentRequest
 from services.publisher.sends.models import SendContent
+from services.publisher.sends.split import resolve_split
 from services.publisher.sends.use_cases import (
     ResolvedMessage,
     check_app_keys,
@@ -45,7 +46,7 @@ async def create_send_job(
 ) -> int:
     if (replayed := await idempotency.replayed_job(pool, request)) is not None:
         return replayed
-    message = await resolve_message(pool, command.content)
+    message = await resolve_split(pool, await resolve_message(pool, command.content), command)
     app_keys = await check_app_keys(pool, command.appKeys, "appKeys", message)
     include = await _check_sources(pool, [command.contactSourceId], "contactSourceId")
     options = _checked_options(
@@ -70,7 +71,7 @@ async def create_campaign(
         return replayed
     if command.startNow and command.startAt is not None:
         raise field_error("startAt", "give startNow or startAt, not both")
-    message = await resolve_message(pool, command.content)
+    message = await resolve_split(pool, await resolve_message(pool, command.content), command)
     app_keys = await check_app_keys(pool, command.appKeys, "appKeys", message)
     include = await _check_sources(pool, command.include, "include")
     exclude = await _check_sources(pool, command.exclude, "exclude")
