@@ -270,7 +270,9 @@ def _personalize(
             check_storable(recipient.personalization)
             attributes = contacts[recipient.contact_id].attributes
             values = personalizer.values_for(recipient.personalization, attributes)
-            locale = recipient_locale(recipient.personalization, attributes)
+            locale = (
+                recipient_locale(recipient.personalization, attributes) if copies.locales else None
+            )
             entries.append(copies.entry(recipient.contact_id, values, locale))
         except Exception as exc:  # one recipient's bad value stops only that recipient
             failures[recipient.contact_id] = failure_detail(exc)
