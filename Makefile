@@ -9,7 +9,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
 
-.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi sdk sdk-deps
+.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi sdk sdk-deps browser screenshots
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,9 +47,15 @@ status: ## what is running where
 	@bash deploy/local/stack.sh status
 	@bash deploy/local/services.sh status
 
-test: up sdk-deps ## bring the stack up, then run every test (unit, integration, end to end, browser)
+test: up sdk-deps browser ## bring the stack up, then run every test (unit, integration, end to end, browser)
 	@cd sdk/web && node --test test/
 	@$(BIN)/pytest -q
+
+browser: ## install Debian's chromium and chromium-driver (apt) for the browser tests
+	@bash deploy/local/stack.sh install browser
+
+screenshots: up browser ## run the browser tests and refresh the SDK guide's docs/img/web-sdk-*.png
+	@PIGEONHOLE_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser
 
 test-faults: up ## the fault suite alone: Kafka, PostgreSQL, Redis and each service broken mid-campaign
 	@$(BIN)/pytest -q tests/faults

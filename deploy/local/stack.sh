@@ -7,6 +7,7 @@
 #   bash deploy/local/stack.sh down     # stop everything (keeps data)
 #   bash deploy/local/stack.sh status   # one line per component
 #   bash deploy/local/stack.sh install prometheus   # only install (make lint needs promtool)
+#   bash deploy/local/stack.sh install browser      # chromium + chromedriver (make test needs them)
 #
 # All state (data, logs, pid files, config) lives in $PIGEONHOLE_STATE_DIR
 # (default <repo>/.stack). See deploy/local/README.md.
@@ -747,6 +748,14 @@ prom_install() {
   say "prometheus installed ($(prometheus --version 2>&1 | awk 'NR == 1 {print $3}'))"
 }
 
+# Debian's Chromium and its driver, for the browser tests (tests/browser); only `make test` needs them
+browser_install() {
+  if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then return 0; fi
+  say "installing chromium and chromium-driver (apt)"
+  apt_install chromium chromium-driver
+  say "browser installed ($(/usr/bin/chromium --version 2>/dev/null))"
+}
+
 prom_write_conf() { # the services of deploy/local/services.sh, scraped every 2 s
   mkdir -p "$PROM_DIR/data" "$PROM_DIR/targets"
   # every delivery process: services.sh rewrites this file for the count it runs
@@ -873,7 +882,8 @@ cmd_component() { # start|stop|install postgres|redis|kafka|prometheus... (fault
       kafka:start) kafka_up ;; kafka:stop) kafka_down ;;
       prometheus:start) prom_up ;; prometheus:stop) prom_down ;;
       prometheus:install) prom_install ;;
-      *) die "cannot $action '$part' (start|stop: postgres, redis, redis-cluster, kafka, prometheus; install: prometheus)" ;;
+      browser:install) browser_install ;;
+      *) die "cannot $action '$part' (start|stop: postgres, redis, redis-cluster, kafka, prometheus; install: prometheus, browser)" ;;
     esac
   done
 }
@@ -884,7 +894,7 @@ case "${1:-}" in
   status) cmd_status ;;
   start | stop | install) cmd_component "$@" ;;
   *)
-    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|redis-cluster|kafka|prometheus}... | install prometheus" >&2
+    echo "usage: $0 {up|down|status} | {start|stop} {postgres|redis|redis-cluster|kafka|prometheus}... | install {prometheus|browser}" >&2
     echo "env: PIGEONHOLE_STATE_DIR (default <repo>/.stack), PIGEONHOLE_PG_PORT (5432)," >&2
     echo "     PIGEONHOLE_REDIS_PORT (6379), PIGEONHOLE_REDIS_CLUSTER_PORTS (7001,7002,7003), PIGEONHOLE_KAFKA_PORT (9092), PIGEONHOLE_PROMETHEUS_PORT (9090)" >&2
     exit 2
