@@ -9,7 +9,7 @@ VENV := $(CURDIR)/.venv
 BIN := $(VENV)/bin
 export PIGEONHOLE_STATE_DIR := $(STATE_DIR)
 
-.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi sdk sdk-deps browser screenshots
+.PHONY: help up down restart status test test-faults unit lint fmt bench venv stack migrate topics logs asyncapi sdk sdk-deps browser screenshots demo
 
 help: ## list the commands
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ browser: ## install Debian's chromium and chromium-driver (apt) for the browser 
 
 screenshots: up browser ## run the browser tests and refresh the SDK guide's docs/img/web-sdk-*.png
 	@PIGEONHOLE_UPDATE_SCREENSHOTS=1 $(BIN)/pytest -q tests/browser
+
+demo: up ## a web SDK demo page on http://127.0.0.1:8090 (demo app, contact, banner, inbox)
+	@$(BIN)/python deploy/local/demo.py
 
 test-faults: up ## the fault suite alone: Kafka, PostgreSQL, Redis and each service broken mid-campaign
 	@$(BIN)/pytest -q tests/faults
