@@ -44,6 +44,7 @@ STATE_DIR = Path(os.environ.get("PIGEONHOLE_STATE_DIR") or REPO / ".stack")
 SCREENSHOTS = STATE_DIR / "screenshots"
 DOC_IMAGES = REPO / "docs" / "img"
 WAIT_S = 15.0
+VIEWPORT = (1280, 800)
 
 # Chromium's own noise, never the SDK's: the icon request (the pages declare none, this is
 # for pages that forget) is the only one known.
@@ -150,7 +151,7 @@ def _chromium_options(profile: Path) -> webdriver.ChromeOptions:
     options.binary_location = CHROMIUM
     for argument in (
         "--headless=new",
-        "--window-size=1280,800",
+        f"--window-size={VIEWPORT[0]},{VIEWPORT[1]}",
         f"--user-data-dir={profile}",  # a fresh profile: no localStorage from another test
         "--no-sandbox",  # root in CI containers
         "--disable-dev-shm-usage",
@@ -181,9 +182,16 @@ def _start_chromium(profile: Path) -> webdriver.Chrome:
     os.environ["SE_OFFLINE"] = "true"
     refuse = AssertionError("Selenium Manager must not run: it may download a driver")
     with mock.patch.object(SeleniumManager, "binary_paths", side_effect=refuse):
-        return webdriver.Chrome(
+        driver = webdriver.Chrome(
             service=Service(executable_path=CHROMEDRIVER), options=_chromium_options(profile)
         )
+    # new headless counts a window's (invisible) frame: make the page itself 1280x800
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    size = driver.get_window_size()
+    driver.set_window_size(
+        size["width"] + VIEWPORT[0] - inner[0], size["height"] + VIEWPORT[1] - inner[1]
+    )
+    return driver
 
 
 class Browser:
@@ -219,15 +227,16 @@ class Browser:
 
     # the SDK
 
-    def token(self, contact_id: str, ttl: int = 600) -> str:
-        return device_token(self.app["appSecret"], contact_id, ttl=ttl)
+    def token(self, contact_id: str, ttl: int = 600, app: dict[str, str] | None = None) -> str:
+        return device_token((app or self.app)["appSecret"], contact_id, ttl=ttl)
 
-    def init(self, contact_id: str, **options: Any) -> None:
-        """`Pigeonhole.init({appKey, token, baseUrl})` for a contact of the `app` fixture
-        (extra options are passed along), then record the SDK's events (`events()`)."""
+    def init(self, contact_id: str, app: dict[str, str] | None = None, **options: Any) -> None:
+        """`Pigeonhole.init({appKey, token, baseUrl})` for a contact of the `app` fixture (or
+        of `app`; extra options are passed along), then record the SDK's events (`events()`)."""
+        app = app or self.app
         init = {
-            "appKey": self.app["appKey"],
-            "token": self.token(contact_id),
+            "appKey": app["appKey"],
+            "token": self.token(contact_id, app=app),
             "baseUrl": SYNC_URL,
             **options,
         }
