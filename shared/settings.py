@@ -49,10 +49,16 @@ class PublisherSettings(HttpServerSettings):
     max_import_lines: int = 1_000_000
     # Where uploaded media is served from; the publisher builds absolute media URLs with it.
     public_url: str = "http://127.0.0.1:8080"
+    # Management API requests a minute per API token unless the token has its own limit
+    # (docs/api.md, "Rate limits").
+    token_requests_per_minute: int = Field(default=60_000, ge=1)
 
 
 class SyncSettings(HttpServerSettings):
     port: int = 8081
+    # Device API requests a minute per device (app + contact) unless the app has its own
+    # limit (docs/api.md, "Rate limits"); a device phones home about once a minute.
+    device_requests_per_minute: int = Field(default=1200, ge=1)
     max_body_bytes: int = 64 * 1024  # a batch of 100 events is about 20 KiB
     # Demo mode lets the sync service mint device tokens itself (never in production).
     demo_mode: bool = False

@@ -1,6 +1,8 @@
 """The ``pigeonhole`` command: operator tasks against the local stack, no flags needed.
 
 pigeonhole tokens create --name NAME --scope admin   (prints the token on its last line)
+pigeonhole tokens list     (id, name, scopes, created, last used, revoked; never a secret)
+pigeonhole tokens revoke ID   (refused by every publisher from the next request on)
 pigeonhole db migrate
 pigeonhole kafka create-topics
 pigeonhole caps rebuild   (reload the frequency-cap sets in Redis from PostgreSQL)
@@ -9,12 +11,14 @@ pigeonhole caps rebuild   (reload the frequency-cap sets in Redis from PostgreSQ
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from services.publisher.auth import SCOPES, create_token
 from services.publisher.ingest import dead_letters
+from services.publisher.keys import repository as keys
+from services.publisher.keys.routes import token_view
 from shared.cap_hits import rebuild as rebuild_caps
 from shared.db import create_pool, migrate
 from shared.kafka import ensure_topics
@@ -41,6 +45,10 @@ def tokens_create(
         list[str] | None,
         typer.Option(help=f"repeatable; one of {', '.join(SCOPES)}; default admin"),
     ] = None,
+    requests_per_minute: Annotated[
+        int | None,
+        typer.Option(help="this token's rate limit; default: the publisher's setting"),
+    ] = None,
 ) -> None:
     """Create an API token; it is shown once, on the last line."""
     scopes = scope or ["admin"]
@@ -48,7 +56,7 @@ def tokens_create(
     async def run() -> str:
         pool = await create_pool(CommonSettings().database_url, max_size=1)
         try:
-            return await create_token(pool, name, scopes)
+            return await create_token(pool, name, scopes, requests_per_minute)
         finally:
             await pool.close()
 
@@ -58,6 +66,43 @@ def tokens_create(
         raise typer.BadParameter(str(exc), param_hint="--scope") from exc
     typer.echo(f"token for {name!r} with scopes {', '.join(sorted(set(scopes)))}:")
     typer.echo(token)
+
+
+@tokens.command("list")
+def tokens_list() -> None:
+    """Every API token, oldest first: id, name, scopes, created, last used, revoked."""
+
+    async def run() -> list[dict[str, Any]]:
+        pool = await create_pool(CommonSettings().database_url, max_size=1)
+        try:
+            return [token_view(row) for row in await keys.list_tokens(pool)]
+        finally:
+            await pool.close()
+
+    for token in asyncio.run(run()):
+        revoked = f"revoked {token['revokedAt']}" if token["revokedAt"] else "active"
+        typer.echo(
+            f"{token['id']}  {token['name']!r}  scopes={','.join(token['scopes'])}  "
+            f"created {token['createdAt']}  last used {token['lastUsedAt'] or 'never'}  {revoked}"
+        )
+
+
+@tokens.command("revoke")
+def tokens_revoke(token_id: Annotated[str, typer.Argument(help="as `tokens list` shows")]) -> None:
+    """Revoke an API token: every publisher refuses it from its next request on."""
+
+    async def run() -> dict[str, Any] | None:
+        pool = await create_pool(CommonSettings().database_url, max_size=1)
+        try:
+            row = await keys.revoke_token(pool, token_id)
+            return token_view(row) if row is not None else None
+        finally:
+            await pool.close()
+
+    token = asyncio.run(run())
+    if token is None:
+        raise typer.BadParameter(f"no API token with id {token_id!r}", param_hint="ID")
+    typer.echo(f"revoked {token['id']} ({token['name']!r}) at {token['revokedAt']}")
 
 
 @db.command("migrate")

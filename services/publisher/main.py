@@ -15,6 +15,7 @@ from services.publisher.contacts.sources import routes as sources
 from services.publisher.content import routes as content
 from services.publisher.errors import install_error_handlers, render_refusal
 from services.publisher.ingest.consumers import Ingest, consume, consumers
+from services.publisher.keys import routes as keys
 from services.publisher.sends import routes as sends
 from services.publisher.sends.campaigns import routes as campaigns
 from services.publisher.stats import routes as stats
@@ -23,6 +24,7 @@ from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
 from shared.ops import NO_OTEL, install_ops_routes, serve_http
+from shared.rate_limits import RateLimiter
 from shared.settings import PublisherSettings
 from shared.topics import CONTACTS, DELIVERIES, ENGAGEMENT, SEND_REQUESTS
 
@@ -36,6 +38,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         app.state.pool = await create_pool(
             settings.database_url, min_size=settings.db_pool_min, max_size=settings.db_pool_max
         )
+        app.state.limiter = RateLimiter(settings.redis_url)  # per API token (auth.py)
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-publisher")
         await app.state.producer.start()
         ingest = Ingest(app.state.pool, app.state.producer)
@@ -76,6 +79,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         contacts.router,
         sources.router,
         stats.router,
+        keys.router,
     ):
         app.include_router(router)
     app.add_middleware(

@@ -4,11 +4,12 @@
 Every device phones home every minute or so, and FastAPI's routing, dependency
 injection, validation and middleware stack cost several times the work itself. So
 ``DeviceApi`` answers a phone home it can fully handle — a small JSON body of the
-expected shape, credentials that verify — itself, from ``phone_home.sync_body``, with
-precomputed headers, both when nothing is new and when messages are waiting. Anything
-else (no or another content type, a body with other fields, too large or with a value
-``InputGuard`` refuses, bad credentials, a query string) goes through FastAPI unchanged,
-which gives the same answer or error as before. So does a phone home that meets
+expected shape, credentials that verify, a device within its rate limit — itself, from
+``phone_home.sync_body``, with precomputed headers, both when nothing is new and when
+messages are waiting. Anything else (no or another content type, a body with other
+fields, too large or with a value ``InputGuard`` refuses, bad credentials, a device over
+its rate limit, a query string) goes through FastAPI unchanged, which gives the same
+answer or error as before. So does a phone home that meets
 PostgreSQL or Redis down: the full handler meets the same failure and answers it as
 every route does (503 with Retry-After).
 
@@ -28,7 +29,7 @@ from fastapi import FastAPI
 from starlette.types import Message, Receive, Scope, Send
 
 from services.sync import stream
-from services.sync.auth import AppCache, Device, Unauthorized, verify
+from services.sync.auth import AppCache, Device, Unauthorized, retry_after, verify
 from services.sync.phone_home import sync_body
 from shared.http_errors import EXPECTED
 from shared.http_limits import body_problems
@@ -93,8 +94,8 @@ class DeviceApi(FastAPI):
         platform, cursor = request
         state = self.state
         device = await _device(state.apps, headers)
-        if device is None:
-            return None
+        if device is None or await retry_after(state, device) is not None:
+            return None  # the full handler answers 401, or 429 (counting the device again)
         return await sync_body(state.pool, state.versions, device, platform, cursor)
 
 

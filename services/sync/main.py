@@ -24,6 +24,7 @@ from services.sync.errors import install_error_handlers, render_refusal
 from services.sync.fast_path import DeviceApi
 from services.sync.stream import Hub, UnreadCounts
 from shared.db import create_pool
+from shared.device_limits import DeviceLimits
 from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
 from shared.observability import ReadinessCheck, configure_logging
@@ -56,6 +57,8 @@ def create_app(settings: SyncSettings | None = None) -> FastAPI:
         app.state.redis = connect_redis(settings.redis_url)
         app.state.versions = InboxVersions(app.state.redis)
         app.state.apps = AppCache(app.state.pool)
+        app.state.device_limits = DeviceLimits(app.state.redis)
+        app.state.device_requests_per_minute = settings.device_requests_per_minute
         app.state.producer = durable_producer(settings.kafka_bootstrap, "pigeonhole-sync")
         await app.state.producer.start()
         app.state.unread_counts = UnreadCounts(app.state.pool)

@@ -37,7 +37,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from services.sync import phone_home
-from services.sync.auth import AppCache, Device, Unauthorized, verify
+from services.sync.auth import App, AppCache, Device, Unauthorized, verify
 from services.sync.inbox import UNREAD
 from services.sync.metrics import OPEN_STREAMS
 from shared.http_errors import EXPECTED, answer_for
@@ -160,18 +160,36 @@ async def redeem_ticket(apps: AppCache, redis: RedisClient, ticket: str) -> Devi
     if app is None:
         raise Unauthorized("invalid stream ticket")
     try:
-        claims = jwt.decode(
-            ticket, app.secret, algorithms=["HS256"], audience=TICKET_AUDIENCE,
-            options={"require": ["exp", "sub", "jti"]},
-        )  # fmt: skip
-    except jwt.PyJWTError as exc:
-        raise Unauthorized(f"invalid stream ticket: {exc}") from exc
+        claims = _ticket_claims(app, ticket)
+    except Unauthorized:
+        fresh = await apps.reloaded(app)  # issued by a process that read a newer secret?
+        if fresh is None:
+            raise
+        app, claims = fresh, _ticket_claims(fresh, ticket)
     jti, contact_id = claims["jti"], claims["sub"]
     if not isinstance(jti, str) or not isinstance(contact_id, str) or not contact_id:
         raise Unauthorized("invalid stream ticket")
     if not await redis.set(f"ph:ticket:{jti}", 1, nx=True, ex=TICKET_SECONDS * 2):
         raise Unauthorized("stream ticket already used: ask for a new one")
     return Device(app, contact_id)
+
+
+def _ticket_claims(app: App, ticket: str) -> dict[str, Any]:
+    """The claims of a ticket signed with one of the app's secrets (during a rotation, a
+    ticket issued with the previous one still opens its stream), or Unauthorized."""
+    problem: jwt.PyJWTError | None = None
+    for secret, _ in app.secrets(time.time()):
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                ticket, secret, algorithms=["HS256"], audience=TICKET_AUDIENCE,
+                options={"require": ["exp", "sub", "jti"]},
+            )  # fmt: skip
+            return claims
+        except jwt.InvalidSignatureError as exc:
+            problem = exc
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid stream ticket: {exc}") from exc
+    raise Unauthorized(f"invalid stream ticket: {problem}")
 
 
 # The badges of many contacts of one app in one query (UnreadCounts): the unread counts
