@@ -37,9 +37,14 @@ _HIT = """
 local out = {}
 for i, key in ipairs(KEYS) do
   local n = redis.call('INCR', key)
-  if n == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+  local ttl = -1
+  if n > 1 then ttl = redis.call('TTL', key) end
+  if ttl < 0 then  -- a new window (or a counter that lost its expiry: never stuck)
+    redis.call('EXPIRE', key, ARGV[1])
+    ttl = tonumber(ARGV[1])
+  end
   out[2 * i - 1] = n
-  out[2 * i] = redis.call('TTL', key)
+  out[2 * i] = ttl
 end
 return out
 """
