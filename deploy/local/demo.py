@@ -93,15 +93,10 @@ def check(response: httpx.Response, *ok: int) -> Any:
 
 def admin_token(state: dict[str, Any]) -> str:
     token = state.get("token")
-    if (
-        token
-        and httpx.get(
-            f"{PUBLISHER}/apps/{state.get('appKey', '-')}",
-            headers={"Authorization": f"Bearer {token}"},
-        ).status_code
-        != 401
-    ):
-        return str(token)
+    if token:
+        known = httpx.get(f"{PUBLISHER}/apps/{state.get('appKey', '-')}", headers=bearer(token))
+        if known.status_code != 401:
+            return str(token)
     pigeonhole = Path(sys.executable).parent / "pigeonhole"
     done = subprocess.run(
         [str(pigeonhole), "tokens", "create", "--name", "demo", "--scope", "admin"],
@@ -112,6 +107,10 @@ def admin_token(state: dict[str, Any]) -> str:
         timeout=60,
     )
     return done.stdout.strip().splitlines()[-1]
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def device_token(secret: str, hours: int = 12) -> str:
@@ -163,10 +162,7 @@ def seed(api: httpx.Client, state: dict[str, Any]) -> None:
     device = httpx.Client(
         base_url=SYNC,
         timeout=30,
-        headers={
-            "X-App-Key": app_key,
-            "Authorization": f"Bearer {device_token(state['appSecret'])}",
-        },
+        headers={"X-App-Key": app_key, **bearer(device_token(state["appSecret"]))},
     )
     with device:
         pending = device.post("/v1/sync", json={"platform": "web"}).raise_for_status().json()
@@ -206,9 +202,7 @@ def main() -> None:
     state: dict[str, Any] = json.loads(state_file.read_text()) if state_file.exists() else {}
     try:
         state["token"] = admin_token(state)
-        with httpx.Client(
-            base_url=PUBLISHER, timeout=30, headers={"Authorization": f"Bearer {state['token']}"}
-        ) as api:
+        with httpx.Client(base_url=PUBLISHER, timeout=30, headers=bearer(state["token"])) as api:
             seed(api, state)
     except httpx.ConnectError as error:
         sys.exit(f"demo: the local stack is not answering ({error}): run `make up` first")
@@ -224,9 +218,13 @@ def main() -> None:
         app_key_js=json.dumps(app_key),
         token_js=json.dumps(device_token(state["appSecret"])),
     )
-    (STATE_DIR / "index.html").write_text(page)
     _Page.page = page.encode()
-    server = ThreadingHTTPServer(("127.0.0.1", PORT), _Page)
+    try:
+        server = ThreadingHTTPServer(("127.0.0.1", PORT), _Page)
+    except OSError as error:
+        sys.exit(
+            f"demo: cannot serve on 127.0.0.1:{PORT} ({error}); PIGEONHOLE_DEMO_PORT=… to move"
+        )
     another = json.dumps(
         {
             "channelQualifiers": [app_key],
