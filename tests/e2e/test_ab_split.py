@@ -112,7 +112,7 @@ async def test_bad_splits_are_refused_naming_the_field(
         "content": {"inboxMessage": {"inboxContentId": inbox}},
         "contacts": [{"contactId": contact}],
     }
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"variants": [{"name": "A", "percent": 50}]}, "variants"),  # adds up to 50
         ({"variants": [{"name": "A", "percent": 60}], "holdoutPercent": 50}, "variants"),
         (
