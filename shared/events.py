@@ -181,3 +181,17 @@ class SendRequested(Event):
 
     using_app_frequency: bool = False
     send: dict[str, Any]
+
+
+class MessagesWithdrawn(Event):
+    """Messages of a send taken back from these recipients (withdraw -> webhooks).
+
+    Expected by the publisher's webhooks (docs/webhooks.md, "withdrawn") on its own topic,
+    ``pigeonhole.withdrawals``, keyed by job id, one event per withdrawn chunk of up to 5000
+    recipients; ``event_id`` stable for a chunk re-sent after a crash.
+    """
+
+    job_id: int = Field(ge=1, le=BIGINT_MAX)
+    content_id: str
+    contact_ids: list[str] = Field(min_length=1, max_length=5000)
+    reason: str | None = Field(default=None, max_length=500)

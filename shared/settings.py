@@ -52,6 +52,17 @@ class PublisherSettings(HttpServerSettings):
     # Management API requests a minute per API token unless the token has its own limit
     # (docs/api.md, "Rate limits").
     token_requests_per_minute: int = Field(default=60_000, ge=1)
+    # Outbound webhooks (docs/webhooks.md). Loopback/private/link-local targets are refused
+    # unless allowed (the local stack allows them: deploy/local/services.sh).
+    webhook_allow_private_urls: bool = False
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)  # then dead-lettered
+    webhook_max_age_seconds: float = Field(default=24 * 3600, gt=0)  # ... or this old
+    webhook_backoff_base_seconds: float = Field(default=2, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600, gt=0)
+    webhook_timeout_seconds: float = Field(default=10, gt=0)
+    webhook_batch_size: int = Field(default=100, ge=1, le=1000)  # events per POST
+    webhook_concurrency: int = Field(default=32, ge=1, le=1000)  # endpoints sent to at once
+    webhook_retention_seconds: float = Field(default=24 * 3600, ge=0)  # done rows kept
 
 
 class SyncSettings(HttpServerSettings):

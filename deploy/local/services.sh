@@ -98,7 +98,11 @@ running_extra_deliveries() { # process names of delivery-K with a pid file, K as
 
 env_for() { # process port -> the environment variables that set its port (and processes)
   case "$1" in
-    publisher) echo "PIGEONHOLE_PORT=$2" ;;
+    publisher) # webhooks to this machine (the tests' receiver), retried within seconds
+      printf '%s\n' "PIGEONHOLE_PORT=$2" PIGEONHOLE_WEBHOOK_ALLOW_PRIVATE_URLS=true \
+        PIGEONHOLE_WEBHOOK_BACKOFF_BASE_SECONDS=0.5 PIGEONHOLE_WEBHOOK_BACKOFF_MAX_SECONDS=2 \
+        PIGEONHOLE_WEBHOOK_MAX_ATTEMPTS=60
+      ;;
     sync)
       echo "PIGEONHOLE_PORT=$2"
       if ((SYNC_WORKERS > 1)); then

@@ -19,6 +19,8 @@ from services.publisher.keys import routes as keys
 from services.publisher.sends import routes as sends
 from services.publisher.sends.campaigns import routes as campaigns
 from services.publisher.stats import routes as stats
+from services.publisher.webhooks import routes as webhooks
+from services.publisher.webhooks.service import Webhooks
 from shared.db import create_pool
 from shared.http_limits import InputGuard
 from shared.kafka import durable_producer
@@ -52,6 +54,9 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
             topic: asyncio.create_task(consume(consumer, per_topic[topic]), name=topic)
             for topic, consumer in consumers(settings.kafka_bootstrap).items()
         }
+        hooks = Webhooks(app.state.pool, settings)  # docs/webhooks.md
+        app.state.webhooks = hooks.dispatcher
+        app.state.consumers.update(hooks.tasks())
         try:
             yield
         finally:
@@ -80,6 +85,7 @@ def create_app(settings: PublisherSettings | None = None) -> FastAPI:
         sources.router,
         stats.router,
         keys.router,
+        webhooks.router,
     ):
         app.include_router(router)
     app.add_middleware(
