@@ -27,6 +27,7 @@ from unittest import mock
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.selenium_manager import SeleniumManager
@@ -162,6 +163,7 @@ def _chromium_options(profile: Path) -> webdriver.ChromeOptions:
         "--disable-sync",
         "--disable-extensions",
         "--force-device-scale-factor=1",
+        "--force-prefers-reduced-motion",  # no entry animations: screenshots show the end state
         "--hide-scrollbars",
         "--lang=en-US",
     ):
@@ -279,9 +281,13 @@ class Browser:
     def until(
         self, condition: Callable[[WebDriver], Any], what: str, timeout: float = WAIT_S
     ) -> Any:
-        return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(
-            condition, f"waited {timeout:g}s for {what}"
-        )
+        # a widget re-renders its list: an element found may be replaced before it is read
+        return WebDriverWait(
+            self.driver,
+            timeout,
+            poll_frequency=0.1,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        ).until(condition, f"waited {timeout:g}s for {what}")
 
     def wait_for(
         self, selector: str, text: str | None = None, timeout: float = WAIT_S
