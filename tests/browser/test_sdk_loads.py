@@ -108,3 +108,33 @@ async def test_two_contacts_in_one_browser_never_share_what_is_stored(
     assert [m["content"]["title"] for m in browser.wait_event("sync")["messages"]] == [
         "For Ada only"
     ]
+
+
+async def test_banner_inbox_and_badge_together_on_one_page(
+    browser: Browser, operator: Operator, app: dict[str, str]
+) -> None:
+    """What `make demo` shows: the three components side by side (the guide's first image)."""
+    categories = [{"name": "offers", "description": "Sales"}, {"name": "news", "description": ""}]
+    response = await operator.api.put(
+        f"/apps/{app['appKey']}/categories", json={"categories": categories}
+    )
+    assert response.status_code == 200, response.text
+    contact = await operator.contact("web", first_name="Ada")
+    for title, category in [("Your order has shipped", "news"), ("20% off shoes", "offers")]:
+        content = await operator.inbox_message(title, category=category)
+        job = await operator.send({"inboxMessage": {"inboxContentId": content}}, [contact])
+        await operator.delivered(job)
+    await send_inapp(operator, "Spring sale", contact)
+
+    browser.open()
+    browser.init(contact)
+    browser.js(
+        "Pigeonhole.showInAppMessages();"
+        "Pigeonhole.mountInbox(document.querySelector('#inbox'));"
+        "Pigeonhole.mountBadge(document.querySelector('#badge'));"
+    )
+    browser.wait_for("#inbox", "Your order has shipped")
+    browser.wait_for("#inbox", "20% off shoes")
+    browser.wait_for("#badge", "2")
+    browser.wait_for("[role=dialog]", "Spring sale")
+    browser.screenshot("page")
