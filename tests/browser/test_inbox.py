@@ -202,3 +202,24 @@ async def test_paging_loads_the_next_page_until_none_is_left(
     )
     assert len(set(ids)) == 12
     assert ids == sorted(ids, key=int, reverse=True)
+
+
+async def test_without_the_stream_the_widget_polls_at_next_sync_after_seconds(
+    browser: Browser, operator: Operator, api: httpx.AsyncClient
+) -> None:
+    """A page whose stream cannot open (a proxy that buffers, say: here `stream: false`)
+    phones home every `nextSyncAfterSeconds` and still sees a delivery without a reload."""
+    created = await api.post("/apps", json={"name": "polling", "nextSyncAfterSeconds": 5})
+    assert created.status_code == 201, created.text
+    polling = Operator(api, operator.pool, created.json()["data"])
+    contact = await polling.contact("poll")
+    browser.open()
+    browser.init(contact, app=polling.app, stream=False)
+    browser.js(MOUNT, {})
+    browser.wait_for(".ph-inbox__empty", "No messages yet.")
+    browser.js("window.__notReloaded = true;")
+    await deliver(polling, contact, "Found by polling")
+    item(browser, "Found by polling")
+    browser.until(lambda _: badge(browser) == "1", "the badge at 1")
+    assert browser.js("return window.__notReloaded") is True
+    assert not [e for e in browser.events("connection") if e["state"] == "live"]
