@@ -55,7 +55,7 @@ class PublisherSettings(HttpServerSettings):
     # Outbound webhooks (docs/webhooks.md). Loopback/private/link-local targets are refused
     # unless allowed (the local stack allows them: deploy/local/services.sh).
     webhook_allow_private_urls: bool = False
-    webhook_max_attempts: int = Field(default=12, ge=1, le=100)  # then dead-lettered
+    webhook_max_attempts: int = Field(default=20, ge=1, le=100)  # then dead-lettered
     webhook_max_age_seconds: float = Field(default=24 * 3600, gt=0)  # ... or this old
     webhook_backoff_base_seconds: float = Field(default=2, gt=0)
     webhook_backoff_max_seconds: float = Field(default=3600, gt=0)

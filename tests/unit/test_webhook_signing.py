@@ -62,3 +62,11 @@ def test_an_engagement_event_keeps_its_id_and_action() -> None:
     [(_, again)] = engagement_events(event)
     assert job == 3 and hook["type"] == "engaged" and hook["data"]["action"] == "dismiss"
     assert hook["id"] == again["id"]
+
+
+def test_an_event_postgresql_cannot_store_is_left_out_alone() -> None:
+    from services.publisher.webhooks.outbox import _storable
+
+    assert _storable({"id": "1", "data": {"contactId": "a\x00b"}}) is None
+    assert _storable({"id": "2", "data": {"contactId": "\ud800"}}) is None
+    assert _storable({"id": "3", "data": {"contactId": "a\\u0000"}}) is not None

@@ -55,9 +55,11 @@ class Dispatcher:
         room = self.settings.webhook_concurrency - len(self.in_flight)
         if room > 0:
             for row in await self.pool.fetch(
-                """SELECT DISTINCT endpoint_id FROM webhook_outbox
-                    WHERE status = 'pending' AND next_attempt_at <= now()
-                      AND NOT endpoint_id = ANY($1::bigint[]) LIMIT $2""",
+                """SELECT id AS endpoint_id FROM webhook_endpoints e
+                    WHERE NOT id = ANY($1::bigint[]) AND EXISTS (
+                          SELECT 1 FROM webhook_outbox o WHERE o.endpoint_id = e.id
+                             AND o.status = 'pending' AND o.next_attempt_at <= now())
+                    ORDER BY random() LIMIT $2""",
                 list(self.in_flight), room,
             ):  # fmt: skip
                 endpoint = row["endpoint_id"]

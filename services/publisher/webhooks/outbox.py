@@ -10,6 +10,7 @@ batch, so a receiver can deduplicate by ``id``.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,7 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from services.publisher.ingest.record_handling import Record
 from shared.events import BatchDelivered, MessageEngaged, MessagesWithdrawn
+from shared.http_limits import BIGINT_MAX
 
+log = logging.getLogger(__name__)
 EVENT_TYPES = ("delivered", "skipped", "engaged", "withdrawn")
 CHUNK = 5000
 WebhookEvent = dict[str, Any]
@@ -100,17 +103,40 @@ async def enqueue(pool: asyncpg.Pool, events: Iterable[tuple[int, WebhookEvent]]
     for job, event in pending:
         for app_key in apps.get(job, ()):
             for endpoint in wanted.get((app_key, event["type"]), ()):
-                body = orjson.dumps({**event, "appKey": app_key}).decode()
-                rows.append((endpoint, event["id"], body))
+                if body := _storable({**event, "appKey": app_key}):
+                    rows.append((endpoint, event["id"], body))
         if len(rows) >= CHUNK:
             written += await _insert(pool, rows)
             rows = []
     return written + (await _insert(pool, rows) if rows else 0)
 
 
+def _storable(event: WebhookEvent) -> str | None:
+    """The event as JSON PostgreSQL takes, or None (logged): one bad event costs itself."""
+    try:
+        body = orjson.dumps(event).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate
+        body = None
+    if body is None or _has_nul(event):  # jsonb refuses NUL
+        log.warning("webhook event not storable, left out", extra={"event_id": event["id"]})
+        return None
+    return body
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 async def _apps_of_jobs(pool: asyncpg.Pool, jobs: set[int]) -> dict[int, list[str]]:
+    known = sorted(job for job in jobs if 0 < job <= BIGINT_MAX)
     rows = await pool.fetch(
-        "SELECT id, app_keys FROM send_jobs WHERE id = ANY($1::bigint[])", sorted(jobs)
+        "SELECT id, app_keys FROM send_jobs WHERE id = ANY($1::bigint[])", known
     )
     return {row["id"]: list(row["app_keys"]) for row in rows}
 
