@@ -27,7 +27,11 @@ from unittest import mock
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.selenium_manager import SeleniumManager
@@ -263,7 +267,16 @@ class Browser:
             found[:] = [detail for detail in self.events(type) if where(detail)]
             return bool(found)
 
-        self.until(seen, f"a {type!r} event from the SDK", timeout)
+        try:
+            self.until(seen, f"a {type!r} event from the SDK", timeout)
+        except TimeoutException as exc:  # say what the SDK did say
+            calls = self.js(
+                "return performance.getEntriesByType('resource')"
+                ".map((e) => `${e.name} ${e.responseStatus} ${Math.round(e.duration)}ms`);"
+            )
+            raise TimeoutException(
+                f"{exc.msg}; it emitted: {self.events()!r:.2000}; calls: {calls!r:.2000}"
+            ) from None
         return found[0]
 
     def js(self, script: str, *args: Any) -> Any:

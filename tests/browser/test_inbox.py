@@ -4,6 +4,7 @@ categories, paging, and text-only rendering."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,6 +37,10 @@ def titles(browser: Browser) -> list[str]:
         ".map((e) => e.lastChild.textContent);"
     )
     return found
+
+
+def shows(browser: Browser, count: int, _: object) -> bool:
+    return len(titles(browser)) == count
 
 
 def badge(browser: Browser) -> str:
@@ -195,7 +200,7 @@ async def test_paging_loads_the_next_page_until_none_is_left(
     browser.until(lambda _: len(titles(browser)) == 5, "the first page of 5")
     for shown in (10, 12):
         browser.wait_for(".ph-inbox__more").click()
-        browser.until(lambda _, n=shown: len(titles(browser)) == n, f"{shown} shown")
+        browser.until(partial(shows, browser, shown), f"{shown} shown")
     browser.wait_gone(".ph-inbox__more")
     ids = browser.js(
         "return [...document.querySelectorAll('.ph-inbox__item')].map((e) => e.dataset.id);"
