@@ -138,3 +138,24 @@ async def test_banner_inbox_and_badge_together_on_one_page(
     browser.wait_for("#badge", "2")
     browser.wait_for("[role=dialog]", "Spring sale")
     browser.screenshot("page")
+
+
+async def test_a_page_written_for_the_first_script_still_works(
+    browser: Browser, operator: Operator, app: dict[str, str]
+) -> None:
+    """/sdk/inbox.js is the classic build; its first calls, `mountInbox(el, {appKey,
+    token})` without init and `phoneHome({appKey, token})`, still work."""
+    contact = await operator.contact("legacy")
+    await send_inbox(operator, "Still here", contact)
+    browser.open("classic.html")
+    options = {"appKey": app["appKey"], "token": browser.token(contact), "baseUrl": SYNC_URL}
+    browser.js(
+        "window.Pigeonhole.mountInbox(document.getElementById('inbox'), arguments[0]);"
+        "window.Pigeonhole.phoneHome(arguments[0]).then((s) => { window.__synced = s; });",
+        options,
+    )
+    browser.wait_for(".ph-inbox__item", "Still here")
+    browser.until(
+        lambda _: browser.js("return window.__synced && window.__synced.inboxUnreadCount") == 1,
+        "the phone home",
+    )

@@ -202,6 +202,17 @@ const Pigeonhole = {
     return ctx.live.sync();
   },
 
+  /**
+   * The first script's call (/sdk/inbox.js), kept for its pages: `init` with these
+   * options unless the SDK is running, then phone home.
+   * @deprecated use init() and sync()
+   * @param {InitOptions} options
+   */
+  phoneHome(options) {
+    if (!current) Pigeonhole.init(options);
+    return Pigeonhole.sync();
+  },
+
   /** Remove everything the SDK put on the page, close the stream, stop the timers. */
   destroy() {
     current?.destroy();
