@@ -83,7 +83,7 @@ async def test_stats_follow_a_campaign_from_launch_to_engagement(
     assert {k: by_campaign[k] for k in expected} == expected
     assert by_campaign["skipped"] == {"unknown_contact": 0, "expired": 0, "unsubscribed": 2,
                                       "frequency_capped": 0, "unknown_content": 0,
-                                      "personalization_failed": 0}  # fmt: skip
+                                      "personalization_failed": 0, "holdout": 0}  # fmt: skip
     for params in ({"contentId": content_id}, {"tag": tag}, {"sendJobId": campaign}):
         figures = await stats_when(api, params, expected)
         assert {k: figures[k] for k in expected} == expected, params
